@@ -1,0 +1,1 @@
+//! Example tests for netns-test: see `tests/` and `examples/doctor.rs`.

@@ -1,0 +1,214 @@
+//! Parsing and validation of the attribute's arguments.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, Path};
+
+/// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
+const VALID: &str = "`threads = N`, `timeout = \"10s\"` and `crate = \"path\"`";
+
+/// The attribute's arguments, each with the span of its key.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// Worker threads of the async runtime.
+    pub(crate) threads: Option<(u32, Span)>,
+    /// Timeout of the test, in milliseconds.
+    pub(crate) timeout_ms: Option<(u64, Span)>,
+    /// The path to the runtime crate, for users who re-export it.
+    pub(crate) krate: Option<(Path, Span)>,
+}
+
+impl Args {
+    /// Parses the tokens inside `#[netns_test(...)]`, reporting every bad
+    /// argument at once, each on its own tokens.
+    pub(crate) fn parse(tokens: TokenStream) -> Result<Self, syn::Error> {
+        let mut args = Args::default();
+        let mut errors = Errors::default();
+        let parser = syn::meta::parser(|meta| {
+            let key = meta.path.clone();
+            let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
+            let value: Option<Expr> = if meta.input.peek(syn::Token![=]) {
+                Some(meta.value()?.parse()?)
+            } else {
+                None
+            };
+            match name.as_str() {
+                "threads" => {
+                    let parsed = value
+                        .as_ref()
+                        .ok_or_else(|| needs_value(&key, "threads = 4"))
+                        .and_then(parse_threads);
+                    errors.set(&mut args.threads, parsed, &key);
+                }
+                "timeout" => {
+                    let parsed = value
+                        .as_ref()
+                        .ok_or_else(|| needs_value(&key, "timeout = \"10s\""))
+                        .and_then(parse_timeout);
+                    errors.set(&mut args.timeout_ms, parsed, &key);
+                }
+                "crate" => {
+                    let parsed = value
+                        .as_ref()
+                        .ok_or_else(|| needs_value(&key, "crate = \"my_crate::netns\""))
+                        .and_then(parse_crate);
+                    errors.set(&mut args.krate, parsed, &key);
+                }
+                _ => errors.push(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "unknown argument `{}`; `#[netns_test]` takes {VALID}",
+                        quote::ToTokens::to_token_stream(&key)
+                            .to_string()
+                            .replace(' ', "")
+                    ),
+                )),
+            }
+            Ok(())
+        });
+        parser.parse2(tokens)?;
+        errors.finish(args)
+    }
+}
+
+/// Collects errors so that all of them are reported together.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// Stores a parsed value in its slot, or records why it cannot be stored.
+    fn set<T>(&mut self, slot: &mut Option<(T, Span)>, parsed: syn::Result<T>, key: &Path) {
+        if slot.is_some() {
+            let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
+            self.push(syn::Error::new(
+                key.span(),
+                format!("duplicate argument `{name}`; give it once"),
+            ));
+            return;
+        }
+        match parsed {
+            Ok(value) => *slot = Some((value, key.span())),
+            Err(error) => self.push(error),
+        }
+    }
+
+    pub(crate) fn finish<T>(self, value: T) -> syn::Result<T> {
+        match self.0 {
+            Some(error) => Err(error),
+            None => Ok(value),
+        }
+    }
+}
+
+fn needs_value(key: &Path, example: &str) -> syn::Error {
+    let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
+    syn::Error::new(
+        key.span(),
+        format!("`{name}` needs a value, e.g. `{example}`"),
+    )
+}
+
+fn parse_threads(value: &Expr) -> syn::Result<u32> {
+    let error = || {
+        syn::Error::new(
+            value.span(),
+            "`threads` takes a positive integer literal, e.g. `threads = 4`",
+        )
+    };
+    let Expr::Lit(ExprLit {
+        lit: Lit::Int(int), ..
+    }) = value
+    else {
+        return Err(error());
+    };
+    let threads: u32 = int.base10_parse().map_err(|_| error())?;
+    if threads == 0 {
+        return Err(syn::Error::new(
+            int.span(),
+            "`threads` must be at least 1: it is the number of runtime worker threads",
+        ));
+    }
+    Ok(threads)
+}
+
+fn parse_timeout(value: &Expr) -> syn::Result<u64> {
+    let error = || {
+        syn::Error::new(
+            value.span(),
+            "`timeout` takes a duration in a string: a whole number followed by `ms`, `s` or `m`, e.g. `timeout = \"10s\"`",
+        )
+    };
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(text),
+        ..
+    }) = value
+    else {
+        return Err(error());
+    };
+    let millis = parse_duration_ms(&text.value()).ok_or_else(error)?;
+    if millis == 0 {
+        return Err(syn::Error::new(
+            text.span(),
+            "`timeout` must be longer than zero",
+        ));
+    }
+    Ok(millis)
+}
+
+/// Parses `"500ms"`, `"10s"` or `"2m"` into milliseconds. The runtime parses
+/// `NETNS_TEST_TIMEOUT` with the same grammar.
+fn parse_duration_ms(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+fn parse_crate(value: &Expr) -> syn::Result<Path> {
+    let error = || {
+        syn::Error::new(
+            value.span(),
+            "`crate` takes a path in a string, e.g. `crate = \"my_crate::netns\"`",
+        )
+    };
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(text),
+        ..
+    }) = value
+    else {
+        return Err(error());
+    };
+    text.parse::<Path>().map_err(|_| error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("10s"), Some(10_000));
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("0s"), Some(0));
+        assert_eq!(parse_duration_ms("10"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+        assert_eq!(parse_duration_ms("1.5s"), None);
+        assert_eq!(parse_duration_ms("10 s"), None);
+        assert_eq!(parse_duration_ms("99999999999999999999s"), None);
+    }
+}

@@ -1,0 +1,85 @@
+//! Run each Rust test in its own fresh Linux network namespace.
+//!
+//! # Overview
+//!
+//! Network code needs real sockets, interfaces and routes to be tested
+//! honestly, but tests that touch the host's network collide over ports and
+//! addresses and can damage the machine. `#[netns_test]` gives every test a
+//! private network stack with `lo` up, and the body never runs in the host's
+//! namespace: the runtime checks that before it runs the body, and fails the
+//! test otherwise.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use netns_test_runtime::netns_test;
+//!
+//! #[netns_test]
+//! fn binds_port_80() {
+//!     // Port 80 is free: this namespace has nothing but `lo`.
+//!     std::net::TcpListener::bind("127.0.0.1:80").unwrap();
+//! }
+//!
+//! #[netns_test]
+//! fn may_return_a_result() -> std::io::Result<()> {
+//!     let socket = std::net::UdpSocket::bind("[::1]:53")?;
+//!     socket.send_to(b"ping", "[::1]:53")?;
+//!     Ok(())
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # Requirements
+//!
+//! Linux, with `/proc` mounted, and one of:
+//!
+//! - **thread mode**: CAP_SYS_ADMIN (e.g. root). The body runs on a thread of
+//!   the test process that [unshare(2)]s `CLONE_NEWNET`; the thread's exit
+//!   discards the namespace.
+//! - **process mode**: unprivileged user namespaces. The test binary runs
+//!   itself again for just this test, inside a new user and network namespace
+//!   ([user_namespaces(7)]), and reports the child's outcome as its own.
+//!
+//! Thread mode is used where it works, process mode otherwise. When neither
+//! works, the test fails with the causes found and their remedies;
+//! [`diagnose`] and the `doctor` example print the same report.
+//!
+//! # Options
+//!
+//! - `#[netns_test(timeout = "10s")]`: fail the test after this long.
+//! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
+//! - `NETNS_TEST_MODE=thread|process`: force a mode.
+//! - `NETNS_TEST_TIMEOUT=30s`: the default timeout.
+//! - `NETNS_TEST_UNAVAILABLE=skip`: pass, with a loud line, the tests that
+//!   cannot get a namespace, instead of failing them.
+//!
+//! [unshare(2)]: https://man7.org/linux/man-pages/man2/unshare.2.html
+//! [user_namespaces(7)]: https://man7.org/linux/man-pages/man7/user_namespaces.7.html
+
+#![deny(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "netns-test-runtime works only on Linux: network namespaces are a Linux kernel feature; \
+     put netns tests behind #[cfg(target_os = \"linux\")]"
+);
+
+mod diagnose;
+mod error;
+mod mode;
+mod netlink;
+mod netns;
+mod outcome;
+mod process;
+mod run;
+mod userns;
+
+#[doc(hidden)]
+pub mod __private;
+
+#[doc(inline)]
+pub use netns_test_macro::netns_test;
+
+pub use diagnose::{Cause, Diagnosis, diagnose};
+pub use error::{ChildEnded, Error, NetlinkError};
+pub use netns::{EnterGuard, NetNs};

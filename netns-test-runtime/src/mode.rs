@@ -1,0 +1,111 @@
+//! Choosing how tests are isolated: thread mode or process mode.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::thread;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sched::{CloneFlags, unshare};
+
+use crate::diagnose::Diagnosis;
+use crate::error::Error;
+use crate::userns::UsernsSetup;
+
+/// How the body of a test is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// On a thread of the test process that unshared its network namespace.
+    Thread,
+    /// In a child process inside a new user and network namespace.
+    Process,
+}
+
+/// What `NETNS_TEST_MODE` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Requested {
+    Auto,
+    Forced(Mode),
+}
+
+impl Requested {
+    pub(crate) fn from_env() -> Result<Self, Error> {
+        match std::env::var("NETNS_TEST_MODE").as_deref() {
+            Err(_) | Ok("" | "auto") => Ok(Requested::Auto),
+            Ok("thread") => Ok(Requested::Forced(Mode::Thread)),
+            Ok("process") => Ok(Requested::Forced(Mode::Process)),
+            Ok(other) => Err(Error::BadEnv {
+                name: "NETNS_TEST_MODE",
+                value: other.into(),
+                expected: "`thread`, `process` or `auto`",
+            }),
+        }
+    }
+}
+
+/// The mode for this process's tests, probed once.
+pub(crate) fn selected() -> Result<Mode, Error> {
+    static SELECTED: OnceLock<Result<Mode, Diagnosis>> = OnceLock::new();
+    let requested = Requested::from_env()?;
+    SELECTED
+        .get_or_init(|| select(requested))
+        .clone()
+        .map_err(Error::Unavailable)
+}
+
+fn select(requested: Requested) -> Result<Mode, Diagnosis> {
+    let (thread, process) = match requested {
+        Requested::Forced(Mode::Thread) => (Some(probe_thread()), None),
+        Requested::Forced(Mode::Process) => (None, Some(probe_process())),
+        Requested::Auto => match probe_thread() {
+            Ok(()) => return Ok(Mode::Thread),
+            Err(thread) => (Some(Err(thread)), Some(probe_process())),
+        },
+    };
+    match (thread, process) {
+        (Some(Ok(())), _) => Ok(Mode::Thread),
+        (_, Some(Ok(()))) => Ok(Mode::Process),
+        (thread, process) => Err(Diagnosis::gather(requested, thread, process)),
+    }
+}
+
+/// Whether this process may unshare CLONE_NEWNET: tried on a throwaway thread.
+pub(crate) fn probe_thread() -> Result<(), Errno> {
+    thread::Builder::new()
+        .name("netns-test-probe".into())
+        .spawn(|| unshare(CloneFlags::CLONE_NEWNET))
+        .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(libc::EAGAIN)))?
+        .join()
+        .unwrap_or(Err(Errno::EINVAL))
+}
+
+/// Whether a child of this process can enter a new user and network
+/// namespace: a fork that sets up the namespaces and then stops short of exec.
+pub(crate) fn probe_process() -> Result<(), Errno> {
+    /// Returned by the probe's `pre_exec` once the namespaces are set up, so
+    /// that the child exits instead of running anything.
+    const SET_UP: i32 = libc::ECANCELED;
+    let setup = UsernsSetup::for_current_user();
+    let mut command = Command::new("/proc/self/exe");
+    // SAFETY: the closure is async-signal-safe: `UsernsSetup::enter` only
+    // makes system calls on buffers prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            setup.enter()?;
+            Err(std::io::Error::from_raw_os_error(SET_UP))
+        });
+    }
+    match command.spawn() {
+        Err(error) if error.raw_os_error() == Some(SET_UP) => Ok(()),
+        Err(error) => Err(Errno::from_raw(
+            error.raw_os_error().unwrap_or(libc::EINVAL),
+        )),
+        Ok(mut child) => {
+            // Cannot happen: the pre_exec hook never lets exec run.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(Errno::EINVAL)
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Network namespaces: identity, creation on a thread, and the [`NetNs`] handle.
+
+use std::fs::File;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+
+use nix::sched::{CloneFlags, setns, unshare};
+
+use crate::error::Error;
+use crate::netlink;
+
+/// The calling thread's network namespace, as `/proc` names it.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// What identifies a namespace: the device and inode of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NsId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+impl NsId {
+    /// The network namespace of the calling thread.
+    pub(crate) fn of_this_thread() -> Result<Self, Error> {
+        let metadata = std::fs::metadata(THREAD_NETNS).map_err(|source| Error::Proc {
+            step: "read the calling thread's network namespace",
+            path: THREAD_NETNS.into(),
+            source,
+        })?;
+        Ok(NsId {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+        })
+    }
+}
+
+/// Fails closed unless the calling thread is outside the harness's namespace.
+///
+/// Every mode calls this immediately before it runs a body.
+pub(crate) fn ensure_isolated(harness: NsId) -> Result<NetNs, Error> {
+    let ns = NetNs::current()?;
+    if ns.id == harness {
+        return Err(Error::NotIsolated { inode: harness.ino });
+    }
+    Ok(ns)
+}
+
+/// Moves the calling thread into a new network namespace and brings `lo` up.
+///
+/// The namespace lives as long as a thread or a file descriptor holds it.
+pub(crate) fn unshare_fresh() -> Result<(), Error> {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|source| Error::Unshare { source })?;
+    netlink::loopback_up()
+}
+
+/// A handle to a network namespace.
+///
+/// A network namespace belongs to threads, not to processes: each thread is in
+/// exactly one, and the kernel keeps a namespace alive while a thread is in it
+/// or a file descriptor refers to it. A `NetNs` holds such a descriptor, so
+/// the namespace lives at least as long as the handle.
+///
+/// The methods never move the calling thread, except [`NetNs::enter`], whose
+/// guard moves it back.
+///
+/// # Example
+///
+/// ```no_run
+/// use netns_test_runtime::NetNs;
+///
+/// # fn main() -> Result<(), netns_test_runtime::Error> {
+/// let ns = NetNs::new()?; // a fresh namespace with `lo` up
+/// let inode = ns.run(|| {
+///     std::net::TcpListener::bind("127.0.0.1:80").expect("port 80 is free in a fresh namespace");
+///     NetNs::current().map(|here| here.inode())
+/// })??;
+/// assert_eq!(inode, ns.inode());
+/// assert_ne!(NetNs::current()?.inode(), ns.inode());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct NetNs {
+    fd: OwnedFd,
+    id: NsId,
+}
+
+impl NetNs {
+    /// The network namespace of the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Proc`] when `/proc/thread-self/ns/net` cannot be opened.
+    pub fn current() -> Result<NetNs, Error> {
+        Self::open(Path::new(THREAD_NETNS))
+    }
+
+    fn open(path: &Path) -> Result<NetNs, Error> {
+        let proc_error = |source| Error::Proc {
+            step: "open a network namespace",
+            path: path.into(),
+            source,
+        };
+        // `File::open` opens with O_CLOEXEC.
+        let file = File::open(path).map_err(proc_error)?;
+        let metadata = file.metadata().map_err(proc_error)?;
+        Ok(NetNs {
+            fd: file.into(),
+            id: NsId {
+                dev: metadata.dev(),
+                ino: metadata.ino(),
+            },
+        })
+    }
+
+    /// Creates a fresh network namespace with `lo` up, without moving the
+    /// calling thread.
+    ///
+    /// The namespace is made on a short-lived thread, so this needs
+    /// CAP_SYS_ADMIN in the calling thread's user namespace: root in thread
+    /// mode, or any test body in process mode.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unshare`] without CAP_SYS_ADMIN; [`Error::Netlink`] when `lo`
+    /// cannot be brought up.
+    pub fn new() -> Result<NetNs, Error> {
+        thread::Builder::new()
+            .name("netns-test-new".into())
+            .spawn(|| {
+                unshare_fresh()?;
+                NetNs::current()
+            })
+            .map_err(|source| Error::SpawnThread {
+                purpose: "creating a network namespace",
+                source,
+            })?
+            .join()
+            .unwrap_or_else(|payload| panic::resume_unwind(payload))
+    }
+
+    /// The inode number of the namespace, as `ls -iL /proc/self/ns/net` or
+    /// `ip netns identify` would show it.
+    pub fn inode(&self) -> u64 {
+        self.id.ino
+    }
+
+    /// Moves the calling thread into this namespace.
+    fn join_here(&self) -> Result<(), Error> {
+        setns(&self.fd, CloneFlags::CLONE_NEWNET).map_err(|source| Error::Setns {
+            inode: self.id.ino,
+            source,
+        })
+    }
+
+    /// Runs `f` on a new thread inside this namespace and returns its value.
+    ///
+    /// The closure may borrow from the caller. A panic in it is propagated
+    /// with its payload unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SpawnThread`] or [`Error::Setns`]; `f` has not run then.
+    pub fn run<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        thread::scope(|scope| {
+            let joined = thread::Builder::new()
+                .name("netns-test-run".into())
+                .spawn_scoped(scope, || {
+                    self.join_here()?;
+                    Ok(f())
+                })
+                .map_err(|source| Error::SpawnThread {
+                    purpose: "NetNs::run",
+                    source,
+                })?
+                .join();
+            joined.unwrap_or_else(|payload| panic::resume_unwind(payload))
+        })
+    }
+
+    /// Starts a thread inside this namespace.
+    ///
+    /// It returns once the thread is inside the namespace, so an error is
+    /// reported here rather than inside the thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SpawnThread`], or [`Error::Setns`]; `f` does not run then.
+    pub fn spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let fd = self.fd.try_clone().map_err(|source| Error::Child {
+            step: "duplicate the namespace's file descriptor",
+            source,
+        })?;
+        let ns = NetNs { fd, id: self.id };
+        let (entered, outcome) = mpsc::sync_channel(1);
+        let handle = thread::Builder::new()
+            .name("netns-test-spawn".into())
+            .spawn(move || {
+                let joined = ns.join_here();
+                let failed = joined.is_err();
+                // `spawn` waits for this message, so the receiver is there.
+                let _ = entered.send(joined);
+                drop(ns);
+                if failed {
+                    // `spawn` has returned the error and dropped this thread's
+                    // handle; end the thread without running `f` or printing.
+                    panic::resume_unwind(Box::new("netns-test: setns failed"));
+                }
+                f()
+            })
+            .map_err(|source| Error::SpawnThread {
+                purpose: "NetNs::spawn",
+                source,
+            })?;
+        match outcome.recv() {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::SpawnThread {
+                purpose: "NetNs::spawn",
+                source: std::io::Error::other("the thread ended before entering the namespace"),
+            }),
+        }
+    }
+
+    /// Moves the calling thread into this namespace until the guard is dropped.
+    ///
+    /// The guard restores the thread's previous namespace when dropped, during
+    /// unwinding too. It cannot be sent to another thread, since it restores
+    /// the thread that created it. Guards nest: drop them in reverse order.
+    ///
+    /// ```compile_fail
+    /// let ns = netns_test_runtime::NetNs::current().unwrap();
+    /// let guard = ns.enter().unwrap();
+    /// std::thread::spawn(move || drop(guard)); // the guard is !Send
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Proc`] if the current namespace cannot be opened, or
+    /// [`Error::Setns`].
+    pub fn enter(&self) -> Result<EnterGuard<'_>, Error> {
+        let previous = NetNs::current()?;
+        self.join_here()?;
+        Ok(EnterGuard {
+            previous,
+            _entered: PhantomData,
+        })
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Returned by [`NetNs::enter`]: moves the thread back when dropped.
+#[derive(Debug)]
+#[must_use = "the thread moves back as soon as the guard is dropped"]
+pub struct EnterGuard<'ns> {
+    previous: NetNs,
+    /// Ties the guard to the namespace and to the thread (`*const ()` is `!Send`).
+    _entered: PhantomData<(&'ns NetNs, *const ())>,
+}
+
+impl Drop for EnterGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = self.previous.join_here() {
+            // Leaving the thread in the wrong namespace would let later code
+            // touch a network it does not expect; stopping is the safe choice.
+            eprintln!("netns-test: cannot restore the thread's network namespace: {error}");
+            std::process::abort();
+        }
+    }
+}
+
+/// Runs `body` and catches its panic, so that every mode reports it the same way.
+pub(crate) fn catch<T>(body: impl FnOnce() -> T) -> thread::Result<T> {
+    panic::catch_unwind(AssertUnwindSafe(body))
+}
