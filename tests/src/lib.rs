@@ -1,1 +1,122 @@
 //! Helpers shared by the integration tests of netns-test.
+//!
+//! Several tests prove what libtest reports by running a test binary again,
+//! usually the calling test binary itself, on its fixture tests. Fixtures are
+//! `#[ignore]`d, so that a normal run skips them, and live in modules named
+//! `fixture`; `.config/nextest.toml` keeps them out of nextest runs.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+/// What one run of a test binary reported.
+#[derive(Debug)]
+pub struct Report {
+    /// Each test's status as libtest printed it: `ok`, `FAILED` or `ignored`.
+    pub status: BTreeMap<String, String>,
+    /// Each failed test's captured output, from libtest's failure section.
+    pub failure_output: BTreeMap<String, String>,
+    /// Everything the binary printed to stdout and stderr.
+    pub output: String,
+    /// Whether the binary exited with status 0.
+    pub success: bool,
+}
+
+impl Report {
+    /// The status of `name`, panicking with the whole output if it did not run.
+    pub fn status(&self, name: &str) -> &str {
+        self.status
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} was not reported; the run printed:\n{}", self.output))
+    }
+
+    /// The captured output of the failed test `name`.
+    pub fn failure_output(&self, name: &str) -> &str {
+        self.failure_output.get(name).unwrap_or_else(|| {
+            panic!(
+                "{name} has no failure section; the run printed:\n{}",
+                self.output
+            )
+        })
+    }
+}
+
+/// Runs the calling test binary on the tests matching `filter`, with extra
+/// arguments (e.g. `--ignored` for fixtures) and environment variables.
+pub fn run_fixtures(filter: &str, args: &[&str], env: &[(&str, &str)]) -> Report {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut command = Command::new(exe);
+    command
+        .arg(filter)
+        .arg("--color=never")
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("NEXTEST_TEST_FILTER");
+    let output = command.output().expect("run the fixture binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let mut status = BTreeMap::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, result)) = rest.rsplit_once(" ... ") else {
+            continue;
+        };
+        let name = name.trim_end_matches(" - should panic");
+        status.insert(name.to_owned(), result.trim().to_owned());
+    }
+    let mut failure_output = BTreeMap::new();
+    let mut sections = stdout.split("\n---- ").skip(1);
+    for section in sections.by_ref() {
+        let Some((header, body)) = section.split_once('\n') else {
+            continue;
+        };
+        let name = header.trim_end_matches(" ----").trim_end_matches(" stdout");
+        let body = body.split("\n\nfailures:\n").next().unwrap_or(body);
+        failure_output.insert(name.to_owned(), body.to_owned());
+    }
+    Report {
+        status,
+        failure_output,
+        output: format!("{stdout}\n--- stderr ---\n{stderr}"),
+        success: output.status.success(),
+    }
+}
+
+/// The inode of the calling thread's network namespace.
+pub fn netns_inode() -> u64 {
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .expect("stat /proc/thread-self/ns/net")
+        .ino()
+}
+
+/// The calling thread's links and addresses, as `ip` lists them, for
+/// comparing the host before and after a test.
+pub fn links_and_addresses() -> String {
+    let mut listing = String::new();
+    for args in [
+        &["-o", "link", "show"][..],
+        &["-o", "address", "show"],
+        &["route", "show", "table", "all"],
+        &["-6", "route", "show", "table", "all"],
+    ] {
+        let output = Command::new("ip").args(args).output().expect("run ip");
+        assert!(output.status.success(), "ip {args:?} failed: {output:?}");
+        listing.push_str(&String::from_utf8_lossy(&output.stdout));
+    }
+    listing
+}
+
+/// Runs `ip` with `args` in the calling thread's namespace, and asserts it worked.
+pub fn ip(args: &[&str]) -> String {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
