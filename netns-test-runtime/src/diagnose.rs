@@ -81,10 +81,10 @@ impl fmt::Display for Diagnosis {
                     Mode::Process => "process",
                 }
             )?,
-            _ if !usable => f.write_str(
-                "netns-test cannot create a network namespace here: neither mode works",
-            )?,
-            _ => f.write_str("netns-test can create network namespaces here")?,
+            _ if !usable => {
+                f.write_str("cannot create a network namespace here: neither mode works")?
+            }
+            _ => f.write_str("network namespaces can be created here")?,
         }
         let mut line = |name: &str, probe: Option<Result<(), Errno>>, step: &str| match probe {
             None => Ok(()),

@@ -439,6 +439,23 @@ mod tests {
         );
     }
 
+    /// A child whose libtest finds no such test ends without a record, and
+    /// the report says so and shows what the child's harness printed.
+    #[test]
+    fn a_child_that_finds_no_test_fails() {
+        let outcome = run_parent("no::such::test", None);
+        let Outcome::Harness(Error::ChildEnded(ended)) = outcome else {
+            panic!("expected the child to end without a record, got {outcome:?}");
+        };
+        let message = ended.to_string();
+        assert!(!ended.started, "{message}");
+        assert!(
+            message.contains("exited with status 0 without running the test"),
+            "{message}"
+        );
+        assert!(message.contains("running 0 tests"), "{message}");
+    }
+
     #[test]
     fn lines_are_forwarded_whole() {
         let mut seen = Vec::new();

@@ -151,11 +151,11 @@ pub(crate) fn conclude(test: &Test, outcome: Outcome) -> Result<(), TestError> {
         Outcome::Returned(debug) => Err(TestError::from_debug(debug)),
         Outcome::Panicked(payload) => panic::resume_unwind(payload),
         Outcome::Harness(error) => match test.should_panic {
-            ShouldPanic::No => panic!("netns-test could not run this test: {error}"),
+            ShouldPanic::No => panic!("netns-test: {error}"),
             ShouldPanic::Yes | ShouldPanic::WithMessage(_) => {
                 eprintln!(
-                    "netns-test could not run this test: {error}\n\
-                     netns-test: the body did not run, so this #[should_panic] test fails"
+                    "netns-test: {error}\n\
+                     netns-test: the body did not run to its end, so this #[should_panic] test fails"
                 );
                 Ok(())
             }

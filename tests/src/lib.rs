@@ -44,8 +44,39 @@ impl Report {
 /// Runs the calling test binary on the tests matching `filter`, with extra
 /// arguments (e.g. `--ignored` for fixtures) and environment variables.
 pub fn run_fixtures(filter: &str, args: &[&str], env: &[(&str, &str)]) -> Report {
+    run_fixtures_under(&[], filter, args, env)
+}
+
+/// A machine that refuses namespaces: a user namespace in which no further
+/// user namespace may be made (`user.max_user_namespaces` is 0 there; the
+/// host's setting is untouched) and no capability is held. Pass it to
+/// [`run_fixtures_under`].
+pub const REFUSING: &[&str] = &[
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --bounding-set=-all --inh-caps=-all \"$0\" \"$@\"",
+];
+
+/// Like [`run_fixtures`], with the binary started through `wrapper`, a
+/// command that runs its arguments.
+pub fn run_fixtures_under(
+    wrapper: &[&str],
+    filter: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Report {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let mut command = Command::new(exe);
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
     command
         .arg(filter)
         .arg("--color=never")

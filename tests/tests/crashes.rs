@@ -1,0 +1,153 @@
+//! Where the body runs in a child process, a crash, an exit or a hang fails
+//! that test alone, with a message that names what happened, and the other
+//! tests keep running and report their own results.
+
+use std::time::Duration;
+
+use netns_test_tests::run_fixtures;
+
+mod fixture {
+    use netns_test_runtime::netns_test;
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn exits_zero() {
+        std::process::exit(0);
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn exits_three() {
+        std::process::exit(3);
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    #[should_panic]
+    fn exits_in_a_should_panic_test() {
+        std::process::exit(0);
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn aborts() {
+        std::process::abort();
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn segfaults() {
+        let unmapped = std::ptr::without_provenance_mut::<u8>(8);
+        // SAFETY: none; this fixture faults on purpose. Page zero is never
+        // mapped, and a volatile write cannot be optimized away.
+        unsafe { unmapped.write_volatile(1) };
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn overflows_its_stack() {
+        #[allow(unconditional_recursion)]
+        fn recurse(depth: u64) -> u64 {
+            let frame = std::hint::black_box([depth; 64]);
+            recurse(depth + 1) + frame[0]
+        }
+        recurse(0);
+    }
+
+    #[netns_test(timeout = "300ms")]
+    #[ignore = "fixture"]
+    fn hangs() {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn survives() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::net::TcpListener::bind("127.0.0.1:80").expect("bind in the survivor");
+    }
+}
+
+/// (name, what its failure says)
+const CRASHES: [(&str, &str); 7] = [
+    (
+        "exits_zero",
+        "exited with status 0 before the body finished",
+    ),
+    (
+        "exits_three",
+        "exited with status 3 before the body finished",
+    ),
+    (
+        "exits_in_a_should_panic_test",
+        "exited with status 0 before the body finished",
+    ),
+    ("aborts", "killed by signal 6, SIGABRT"),
+    ("segfaults", "killed by signal 11, SIGSEGV"),
+    ("overflows_its_stack", "has overflowed its stack"),
+    (
+        "hangs",
+        "timed out after 300ms; the test's process was killed",
+    ),
+];
+
+#[test]
+fn crashes_fail_only_their_own_test_in_process_mode() {
+    let report = run_fixtures(
+        "fixture::",
+        &["--ignored", "--test-threads=4"],
+        &[("NETNS_TEST_MODE", "process")],
+    );
+    for (name, says) in CRASHES {
+        let name = format!("fixture::{name}");
+        assert_eq!(report.status(&name), "FAILED", "{}", report.output);
+        let output = report.failure_output(&name);
+        assert!(
+            output.contains(says),
+            "{name} should say {says:?}:\n{output}"
+        );
+    }
+    assert_eq!(
+        report.status("fixture::survives"),
+        "ok",
+        "{}",
+        report.output
+    );
+    assert_eq!(report.status.len(), CRASHES.len() + 1);
+}
+
+/// In thread mode a body cannot be killed: the test fails at its timeout and
+/// says that the thread was left running.
+#[test]
+fn thread_mode_timeout_says_the_thread_was_left_running() {
+    let started = std::time::Instant::now();
+    let report = run_fixtures(
+        "fixture::hangs",
+        &["--ignored", "--exact"],
+        &[("NETNS_TEST_MODE", "thread")],
+    );
+    assert_eq!(
+        report.status("fixture::hangs"),
+        "FAILED",
+        "{}",
+        report.output
+    );
+    let output = report.failure_output("fixture::hangs");
+    if netns_test_runtime::diagnose().thread_mode() {
+        assert!(
+            output.contains("timed out after 300ms; the body's thread was left running"),
+            "{output}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run waited for the body"
+        );
+    } else {
+        // Without CAP_SYS_ADMIN, forcing thread mode fails, saying why.
+        assert!(
+            output.contains("NETNS_TEST_MODE=thread was requested"),
+            "{output}"
+        );
+        assert!(output.contains("lacks CAP_SYS_ADMIN"), "{output}");
+    }
+}

@@ -1,0 +1,133 @@
+//! What a test does when the machine refuses namespaces, and how the
+//! environment variables steer it.
+
+use netns_test_runtime::{Cause, diagnose};
+use netns_test_tests::{REFUSING, run_fixtures, run_fixtures_under};
+
+mod fixture {
+    use netns_test_runtime::netns_test;
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn needs_a_namespace() {
+        std::net::TcpListener::bind("127.0.0.1:80").expect("bind port 80");
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    #[should_panic(expected = "the body's own panic")]
+    fn should_panic_needs_a_namespace() {
+        panic!("the body's own panic");
+    }
+}
+
+#[test]
+fn a_refusing_machine_fails_the_test_with_causes_and_remedies() {
+    let report = run_fixtures_under(REFUSING, "fixture::", &["--ignored"], &[]);
+    for name in [
+        "fixture::needs_a_namespace",
+        "fixture::should_panic_needs_a_namespace",
+    ] {
+        assert_eq!(report.status(name), "FAILED", "{}", report.output);
+        let output = report.failure_output(name);
+        for says in [
+            "neither mode works",
+            "unshare(CLONE_NEWNET) failed: EPERM",
+            "lacks CAP_SYS_ADMIN",
+            "user.max_user_namespaces is 0",
+            "sysctl -w user.max_user_namespaces=",
+            "NETNS_TEST_UNAVAILABLE=skip",
+        ] {
+            assert!(
+                output.contains(says),
+                "{name} should say {says:?}:\n{output}"
+            );
+        }
+    }
+    // A should_panic test must not pass on netns-test's failure.
+    let output = report.failure_output("fixture::should_panic_needs_a_namespace");
+    assert!(output.contains("did not panic as expected"), "{output}");
+}
+
+#[test]
+fn skip_passes_refused_tests_with_a_loud_line() {
+    let report = run_fixtures_under(
+        REFUSING,
+        "fixture::",
+        &["--ignored"],
+        &[("NETNS_TEST_UNAVAILABLE", "skip")],
+    );
+    for name in [
+        "fixture::needs_a_namespace",
+        "fixture::should_panic_needs_a_namespace",
+    ] {
+        assert_eq!(report.status(name), "ok", "{}", report.output);
+        assert!(
+            report.output.contains(&format!(
+                "netns-test: SKIPPED {name}: cannot create a network namespace here"
+            )),
+            "{}",
+            report.output
+        );
+    }
+}
+
+#[test]
+fn an_unknown_mode_is_an_error() {
+    let report = run_fixtures(
+        "fixture::needs_a_namespace",
+        &["--ignored", "--exact"],
+        &[("NETNS_TEST_MODE", "threads")],
+    );
+    assert_eq!(report.status("fixture::needs_a_namespace"), "FAILED");
+    let output = report.failure_output("fixture::needs_a_namespace");
+    assert!(
+        output.contains(
+            "NETNS_TEST_MODE=\"threads\" is not understood; use `thread`, `process` or `auto`"
+        ),
+        "{output}"
+    );
+}
+
+#[test]
+fn both_forced_modes_run_the_test_where_they_work() {
+    let diagnosis = diagnose();
+    for (mode, works) in [
+        ("thread", diagnosis.thread_mode()),
+        ("process", diagnosis.process_mode()),
+    ] {
+        let report = run_fixtures(
+            "fixture::needs_a_namespace",
+            &["--ignored", "--exact"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        let expected = if works { "ok" } else { "FAILED" };
+        assert_eq!(
+            report.status("fixture::needs_a_namespace"),
+            expected,
+            "{mode}: {}",
+            report.output
+        );
+    }
+}
+
+/// The diagnosis agrees with this process's capabilities.
+#[test]
+fn diagnosis_matches_this_machine() {
+    let diagnosis = diagnose();
+    let status = std::fs::read_to_string("/proc/self/status").expect("read status");
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("CapEff");
+    let cap_sys_admin = effective & (1 << 21) != 0;
+    assert_eq!(diagnosis.thread_mode(), cap_sys_admin, "{diagnosis}");
+    assert_eq!(
+        diagnosis.causes().contains(&Cause::NoCapSysAdmin),
+        !cap_sys_admin,
+        "{diagnosis}"
+    );
+    // This project's CI machines allow unprivileged user namespaces.
+    assert!(diagnosis.process_mode(), "{diagnosis}");
+}
