@@ -55,8 +55,8 @@ impl Args {
                         .and_then(parse_crate);
                     errors.set(&mut args.krate, parsed, &key);
                 }
-                _ => errors.push(syn::Error::new(
-                    key.span(),
+                _ => errors.push(syn::Error::new_spanned(
+                    &key,
                     format!(
                         "unknown argument `{}`; `#[netns_test]` takes {VALID}",
                         quote::ToTokens::to_token_stream(&key)
@@ -88,8 +88,8 @@ impl Errors {
     fn set<T>(&mut self, slot: &mut Option<(T, Span)>, parsed: syn::Result<T>, key: &Path) {
         if slot.is_some() {
             let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
-            self.push(syn::Error::new(
-                key.span(),
+            self.push(syn::Error::new_spanned(
+                key,
                 format!("duplicate argument `{name}`; give it once"),
             ));
             return;
@@ -110,16 +110,13 @@ impl Errors {
 
 fn needs_value(key: &Path, example: &str) -> syn::Error {
     let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
-    syn::Error::new(
-        key.span(),
-        format!("`{name}` needs a value, e.g. `{example}`"),
-    )
+    syn::Error::new_spanned(key, format!("`{name}` needs a value, e.g. `{example}`"))
 }
 
 fn parse_threads(value: &Expr) -> syn::Result<u32> {
     let error = || {
-        syn::Error::new(
-            value.span(),
+        syn::Error::new_spanned(
+            value,
             "`threads` takes a positive integer literal, e.g. `threads = 4`",
         )
     };
@@ -141,8 +138,8 @@ fn parse_threads(value: &Expr) -> syn::Result<u32> {
 
 fn parse_timeout(value: &Expr) -> syn::Result<u64> {
     let error = || {
-        syn::Error::new(
-            value.span(),
+        syn::Error::new_spanned(
+            value,
             "`timeout` takes a duration in a string: a whole number followed by `ms`, `s` or `m`, e.g. `timeout = \"10s\"`",
         )
     };
@@ -180,8 +177,8 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
 
 fn parse_crate(value: &Expr) -> syn::Result<Path> {
     let error = || {
-        syn::Error::new(
-            value.span(),
+        syn::Error::new_spanned(
+            value,
             "`crate` takes a path in a string, e.g. `crate = \"my_crate::netns\"`",
         )
     };

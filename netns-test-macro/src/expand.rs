@@ -24,7 +24,9 @@ pub(crate) fn netns_test(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     match Args::parse(args).and_then(|args| Test::new(args, &function)) {
         Ok(test) => test.expand(function),
-        Err(error) => with_error(item, error),
+        // The function stays, so that nothing else reports it missing; it is
+        // no test now, and warnings about it would only add noise.
+        Err(error) => with_error(quote! { #[allow(dead_code, unused)] #function }, error),
     }
 }
 
@@ -85,20 +87,21 @@ impl Test {
             ));
         }
         if let Some(abi) = &sig.abi {
-            errors.push(syn::Error::new(
-                abi.span(),
+            errors.push(syn::Error::new_spanned(
+                abi,
                 "a test cannot be an `extern` fn; remove the ABI",
             ));
         }
-        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-            errors.push(syn::Error::new(
-                sig.generics.span(),
-                "a test cannot be generic: nothing would choose its type or lifetime parameters; remove them",
-            ));
+        let generic = "a test cannot be generic: nothing would choose its type or lifetime parameters; remove them";
+        if !sig.generics.params.is_empty() {
+            errors.push(syn::Error::new_spanned(&sig.generics, generic));
+        }
+        if let Some(where_clause) = &sig.generics.where_clause {
+            errors.push(syn::Error::new_spanned(where_clause, generic));
         }
         if let Some(variadic) = &sig.variadic {
-            errors.push(syn::Error::new(
-                variadic.span(),
+            errors.push(syn::Error::new_spanned(
+                variadic,
                 "a test cannot be variadic; it may take one parameter, `&NetNs` or `NetNs`",
             ));
         }
@@ -110,8 +113,8 @@ impl Test {
         }
         for attr in &function.attrs {
             if is_path(attr.path(), &["tokio", "test"]) {
-                errors.push(syn::Error::new(
-                    attr.span(),
+                errors.push(syn::Error::new_spanned(
+                    attr,
                     "`#[tokio::test]` must come above `#[netns_test]`, so that tokio's runtime is built inside the namespace; or drop it and write `#[netns_test(threads = N)]`",
                 ));
             }
@@ -188,11 +191,13 @@ impl Test {
             quote! { #[::core::prelude::v1::test] }
         };
         let should_panic = &self.should_panic;
+        let checks = type_checks(&sig, &krate);
         let (output, returned) = match &self.output {
             Some(output) => (quote! { -> #output }, output.clone()),
             None => (quote! {}, quote! { () }),
         };
         quote! {
+            #checks
             #(#attrs)*
             #test_attr
             #vis fn #name() #output {
@@ -208,6 +213,32 @@ impl Test {
                 })
             }
         }
+    }
+}
+
+/// Checks the types the generated test relies on, outside the `#[test]`
+/// function: rustc drops a `#[test]` function, and so its errors, from builds
+/// that are not test builds. In test builds the calls inside the function
+/// report the same errors, so the checks are left out there.
+fn type_checks(sig: &syn::Signature, krate: &TokenStream) -> TokenStream {
+    let returned = match &sig.output {
+        ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
+            #krate::__private::assert_report::<#ty>();
+        },
+        ReturnType::Default => quote! {},
+    };
+    let runtime = match &sig.asyncness {
+        Some(asyncness) => quote_spanned! {asyncness.span=>
+            #krate::__private::assert_async_runtime::<#krate::__private::Tokio>();
+        },
+        None => quote! {},
+    };
+    quote! {
+        #[cfg(not(test))]
+        const _: () = {
+            #returned
+            #runtime
+        };
     }
 }
 
@@ -250,15 +281,15 @@ fn parse_param(inputs: &Punctuated<FnArg, Token![,]>) -> syn::Result<Param> {
     let supported =
         "a test may take one parameter, the handle to its namespace: `&NetNs` or `NetNs`";
     if let Some(extra) = params.next() {
-        return Err(syn::Error::new(
-            extra.span(),
+        return Err(syn::Error::new_spanned(
+            extra,
             format!("too many parameters; {supported}"),
         ));
     }
     let ty = match first {
         FnArg::Receiver(receiver) => {
-            return Err(syn::Error::new(
-                receiver.span(),
+            return Err(syn::Error::new_spanned(
+                receiver,
                 "a test cannot take `self`: write a free function; it may take `&NetNs` or `NetNs`",
             ));
         }
@@ -271,8 +302,8 @@ fn parse_param(inputs: &Punctuated<FnArg, Token![,]>) -> syn::Result<Param> {
             Ok(Param::ByRef)
         }
         ty if is_netns(ty) => Ok(Param::ByValue),
-        ty => Err(syn::Error::new(
-            ty.span(),
+        ty => Err(syn::Error::new_spanned(
+            ty,
             format!("unsupported parameter type; {supported}"),
         )),
     }

@@ -72,6 +72,12 @@ impl<E: fmt::Debug> Report for Result<(), E> {
     }
 }
 
+/// Fails to compile unless a test may return `T`.
+pub const fn assert_report<T: Report>() {}
+
+/// Fails to compile unless `R` can run async tests.
+pub const fn assert_async_runtime<R: AsyncRuntime>() {}
+
 /// Converts what the user's function returned.
 pub fn report<R: Report>(returned: R) -> Result<(), TestError> {
     returned.report()

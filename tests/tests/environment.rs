@@ -23,7 +23,13 @@ mod fixture {
 
 #[test]
 fn a_refusing_machine_fails_the_test_with_causes_and_remedies() {
-    let report = run_fixtures_under(REFUSING, "fixture::", &["--ignored"], &[]);
+    // `auto`, whatever mode the suite itself runs in, to see both modes refused.
+    let report = run_fixtures_under(
+        REFUSING,
+        "fixture::",
+        &["--ignored"],
+        &[("NETNS_TEST_MODE", "auto")],
+    );
     for name in [
         "fixture::needs_a_namespace",
         "fixture::should_panic_needs_a_namespace",
@@ -55,7 +61,10 @@ fn skip_passes_refused_tests_with_a_loud_line() {
         REFUSING,
         "fixture::",
         &["--ignored"],
-        &[("NETNS_TEST_UNAVAILABLE", "skip")],
+        &[
+            ("NETNS_TEST_MODE", "auto"),
+            ("NETNS_TEST_UNAVAILABLE", "skip"),
+        ],
     );
     for name in [
         "fixture::needs_a_namespace",
