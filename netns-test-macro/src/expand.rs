@@ -228,9 +228,13 @@ fn type_checks(sig: &syn::Signature, krate: &TokenStream) -> TokenStream {
         ReturnType::Default => quote! {},
     };
     let runtime = match &sig.asyncness {
-        Some(asyncness) => quote_spanned! {asyncness.span=>
-            #krate::__private::assert_async_runtime::<#krate::__private::Tokio>();
-        },
+        Some(asyncness) => {
+            // The error belongs on `async`, so every token of the check is spanned there.
+            let krate = respan(krate.clone(), asyncness.span);
+            quote_spanned! {asyncness.span=>
+                #krate::__private::assert_async_runtime::<#krate::__private::Tokio>();
+            }
+        }
         None => quote! {},
     };
     quote! {
@@ -240,6 +244,16 @@ fn type_checks(sig: &syn::Signature, krate: &TokenStream) -> TokenStream {
             #runtime
         };
     }
+}
+
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 fn krate(args: &Args) -> TokenStream {

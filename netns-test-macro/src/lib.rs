@@ -12,9 +12,23 @@ mod expand;
 
 use proc_macro::TokenStream;
 
-/// Runs a test in its own fresh Linux network namespace.
+/// Runs a test in its own fresh Linux network namespace, with `lo` up.
 ///
-/// See the documentation of `netns_test_runtime::netns_test`, which re-exports it.
+/// Put it on a `fn` or `async fn` that takes nothing, `&NetNs` or `NetNs`, and
+/// returns `()` or `Result<(), E>` with `E: Debug`. It expands to one plain
+/// `#[test]` (none is added if the function already has one), and every other
+/// attribute stays: `#[should_panic]`, `#[ignore]`, `#[cfg_attr]`, docs.
+///
+/// Arguments, all optional:
+///
+/// - `threads = N`: an async test runs on a multi-thread tokio runtime with N
+///   workers, instead of a current-thread one. Sync tests take no `threads`:
+///   threads they spawn already share their namespace.
+/// - `timeout = "10s"`: fail the test after this long (`ms`, `s` or `m`).
+/// - `crate = "path"`: the path to `netns_test_runtime`, when re-exported.
+///
+/// The crate documentation of `netns_test_runtime` has compiled examples,
+/// and says how the namespace is made in each mode.
 #[proc_macro_attribute]
 pub fn netns_test(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::netns_test(args.into(), item.into()).into()

@@ -29,6 +29,25 @@
 //! # fn main() {}
 //! ```
 //!
+//! Async tests run on a tokio runtime built inside the namespace (feature
+//! `tokio`), and a test may take the handle to its namespace, [`NetNs`]:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # mod tests {
+//! use netns_test_runtime::{NetNs, netns_test};
+//!
+//! #[netns_test(threads = 4)] // four workers, all inside the namespace
+//! async fn four_workers(ns: &NetNs) {
+//!     let other = NetNs::new().unwrap(); // one more namespace, `lo` up
+//!     let bound = other.run(|| std::net::TcpListener::bind("127.0.0.1:80").is_ok());
+//!     assert!(bound.unwrap());
+//!     assert_ne!(other.inode(), ns.inode());
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! # Requirements
 //!
 //! Linux, with `/proc` mounted, and one of:
@@ -46,6 +65,8 @@
 //!
 //! # Options
 //!
+//! - `#[netns_test(threads = N)]`: async tests run on a multi-thread runtime
+//!   with N workers, instead of a current-thread runtime.
 //! - `#[netns_test(timeout = "10s")]`: fail the test after this long.
 //! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
 //! - `NETNS_TEST_MODE=thread|process`: force a mode.
@@ -83,3 +104,5 @@ pub use netns_test_macro::netns_test;
 pub use diagnose::{Cause, Diagnosis, diagnose};
 pub use error::{ChildEnded, Error, NetlinkError};
 pub use netns::{EnterGuard, NetNs};
+/// An error number from the kernel, as the errors of this crate carry it.
+pub use nix::errno::Errno;

@@ -151,3 +151,19 @@ pub fn ip(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// The interfaces the calling thread's network namespace has, from
+/// `/proc/thread-self/net/dev` (which follows the thread, unlike `/proc/net`).
+pub fn interfaces() -> Vec<String> {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").expect("read net/dev");
+    dev.lines()
+        .skip(2)
+        .filter_map(|line| Some(line.split_once(':')?.0.trim().to_owned()))
+        .collect()
+}
+
+/// Asserts that the calling thread is in a fresh network namespace: one with
+/// nothing but `lo`, unlike any host.
+pub fn assert_fresh_namespace() {
+    assert_eq!(interfaces(), ["lo"], "not in a fresh network namespace");
+}

@@ -92,7 +92,49 @@ mod fixture {
             panic!("after printing");
         }
     }
+
+    /// Async bodies report the same outcomes as their sync twins.
+    mod netns_async {
+        use netns_test_runtime::netns_test;
+
+        #[netns_test]
+        #[ignore = "fixture"]
+        async fn passes() {}
+
+        #[netns_test(threads = 2)]
+        #[ignore = "fixture"]
+        async fn panics() {
+            panic!("boom {}", 42);
+        }
+
+        #[netns_test]
+        #[ignore = "fixture"]
+        async fn result_err() -> Result<(), String> {
+            Err("the reason".to_owned())
+        }
+
+        #[netns_test]
+        #[ignore = "fixture"]
+        #[should_panic(expected = "right words")]
+        async fn should_panic_expected_matches() {
+            tokio::task::yield_now().await;
+            panic!("these are the right words, indeed");
+        }
+
+        #[netns_test(threads = 2)]
+        #[ignore = "fixture"]
+        #[should_panic]
+        async fn should_panic_returns() {}
+    }
 }
+
+const ASYNC_CASES: [&str; 5] = [
+    "passes",
+    "panics",
+    "result_err",
+    "should_panic_expected_matches",
+    "should_panic_returns",
+];
 
 const CASES: [(&str, &str); 14] = [
     ("passes", "ok"),
@@ -120,7 +162,17 @@ fn outcomes_match_plain_tests() {
         assert_eq!(plain, expected, "plain {case}: {}", report.output);
         assert_eq!(netns, expected, "netns {case}: {}", report.output);
     }
-    assert_eq!(report.status.len(), 2 * CASES.len(), "{}", report.output);
+    for case in ASYNC_CASES {
+        let plain = report.status(&format!("fixture::plain::{case}"));
+        let async_netns = report.status(&format!("fixture::netns_async::{case}"));
+        assert_eq!(async_netns, plain, "async {case}: {}", report.output);
+    }
+    assert_eq!(
+        report.status.len(),
+        2 * CASES.len() + ASYNC_CASES.len(),
+        "{}",
+        report.output
+    );
     assert!(!report.success, "a run with failures must exit non-zero");
 }
 
@@ -150,6 +202,9 @@ fn failure_messages_match_plain_tests() {
         assert!(error_line(netns(case)).is_some(), "{}", netns(case));
     }
     assert!(netns("result_err").contains("Error: \"the reason\""));
+    let async_output = |case: &str| report.failure_output(&format!("fixture::netns_async::{case}"));
+    assert!(async_output("result_err").contains("Error: \"the reason\""));
+    assert!(async_output("panics").contains("boom 42"));
     let printed = netns("prints_then_fails");
     assert!(printed.contains("to stdout: üñí"), "{printed}");
     assert!(printed.contains("to stderr"), "{printed}");

@@ -1,0 +1,1 @@
+//! Holds one UI test: an async `#[netns_test]` without the `tokio` feature.

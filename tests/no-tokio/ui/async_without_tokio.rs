@@ -1,0 +1,6 @@
+use netns_test_runtime::netns_test;
+
+#[netns_test]
+async fn needs_tokio() {}
+
+fn main() {}

@@ -1,0 +1,52 @@
+//! The expansion names only `::core`, `::std` and the runtime, so a module
+//! that shadows common names still compiles and runs its tests.
+
+#![allow(dead_code, non_camel_case_types, unused_macros)]
+
+mod std {}
+mod core {}
+struct Result;
+struct Ok;
+struct Err;
+struct Box;
+struct Option;
+struct Some;
+struct None;
+macro_rules! panic {
+    ($($tokens:tt)*) => {
+        compile_error!("the expansion used the user's `panic!`")
+    };
+}
+macro_rules! concat {
+    ($($tokens:tt)*) => {
+        compile_error!("the expansion used the user's `concat!`")
+    };
+}
+macro_rules! module_path {
+    () => {
+        compile_error!("the expansion used the user's `module_path!`")
+    };
+}
+
+use netns_test_runtime::netns_test;
+
+#[netns_test]
+fn plain() {
+    ::std::net::TcpListener::bind("127.0.0.1:80").expect("bind");
+}
+
+#[netns_test]
+fn returns_a_result() -> ::std::result::Result<(), ::std::string::String> {
+    ::std::result::Result::Ok(())
+}
+
+#[netns_test(timeout = "30s")]
+#[should_panic(expected = "expected")]
+fn should_panic() {
+    ::std::panic!("expected");
+}
+
+#[netns_test(threads = 2)]
+async fn async_with_threads(ns: &netns_test_runtime::NetNs) {
+    ::std::assert!(ns.inode() > 0);
+}
