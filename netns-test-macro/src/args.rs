@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Path};
 
 /// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
-const VALID: &str = "`threads = N`, `timeout = \"10s\"` and `crate = \"path\"`";
+const VALID: &str = "`threads = N`, `timeout = \"10s\"`, `sysfs` and `crate = \"path\"`";
 
 /// The attribute's arguments, each with the span of its key.
 #[derive(Default)]
@@ -17,6 +17,8 @@ pub(crate) struct Args {
     pub(crate) timeout_ms: Option<(u64, Span)>,
     /// The path to the runtime crate, for users who re-export it.
     pub(crate) krate: Option<(Path, Span)>,
+    /// Mount a sysfs of the test's namespace on `/sys`, privately.
+    pub(crate) sysfs: Option<((), Span)>,
 }
 
 impl Args {
@@ -47,6 +49,16 @@ impl Args {
                         .ok_or_else(|| needs_value(&key, "timeout = \"10s\""))
                         .and_then(parse_timeout);
                     errors.set(&mut args.timeout_ms, parsed, &key);
+                }
+                "sysfs" => {
+                    let parsed = match &value {
+                        None => Ok(()),
+                        Some(value) => Err(syn::Error::new_spanned(
+                            value,
+                            "`sysfs` takes no value: write `#[netns_test(sysfs)]`",
+                        )),
+                    };
+                    errors.set(&mut args.sysfs, parsed, &key);
                 }
                 "crate" => {
                     let parsed = value

@@ -191,6 +191,7 @@ impl Test {
             quote! { #[::core::prelude::v1::test] }
         };
         let should_panic = &self.should_panic;
+        let sysfs = self.args.sysfs.is_some();
         let checks = type_checks(&sig, &krate);
         let (output, returned) = match &self.output {
             Some(output) => (quote! { -> #output }, output.clone()),
@@ -206,6 +207,7 @@ impl Test {
                     path: ::core::concat!(::core::module_path!(), "::", #name_text),
                     should_panic: #should_panic,
                     timeout: #timeout,
+                    sysfs: #sysfs,
                     body: |#ns| {
                         #drop_unused
                         #krate::__private::report(#call)

@@ -25,6 +25,8 @@ use proc_macro::TokenStream;
 ///   workers, instead of a current-thread one. Sync tests take no `threads`:
 ///   threads they spawn already share their namespace.
 /// - `timeout = "10s"`: fail the test after this long (`ms`, `s` or `m`).
+/// - `sysfs`: a private mount namespace with a sysfs of the test's network
+///   namespace on `/sys`, so `/sys/class/net` lists the test's links.
 /// - `crate = "path"`: the path to `netns_test_runtime`, when re-exported.
 ///
 /// The crate documentation of `netns_test_runtime` has compiled examples,

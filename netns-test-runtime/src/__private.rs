@@ -15,6 +15,8 @@ pub struct Test {
     pub should_panic: ShouldPanic,
     /// The attribute's `timeout`.
     pub timeout: Option<Duration>,
+    /// The attribute's `sysfs`: mount a sysfs of the test's namespace.
+    pub sysfs: bool,
     /// Runs the user's function with the handle to its namespace.
     pub body: fn(NetNs) -> Result<(), TestError>,
 }

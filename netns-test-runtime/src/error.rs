@@ -113,6 +113,53 @@ pub enum Error {
         /// Whether the body is still running (thread mode).
         left_running: bool,
     },
+    /// Making the private sysfs of `#[netns_test(sysfs)]` failed.
+    #[error(
+        "{step}: {source}; `sysfs` needs CAP_SYS_ADMIN over the test's namespaces, which both modes give"
+    )]
+    Mount {
+        /// What netns-test was doing.
+        step: &'static str,
+        /// Why the kernel refused.
+        #[source]
+        source: Errno,
+    },
+    /// The kernel has no driver for a kind of link.
+    #[error(
+        "{operation}: the kernel has no `{kind}` driver (Unknown device type, EOPNOTSUPP); load it with `modprobe {kind}` or build the kernel with it, or use veth and bridge links, which most kernels have"
+    )]
+    MissingDriver {
+        /// The operation, e.g. `add dummy d0`.
+        operation: String,
+        /// The link kind.
+        kind: &'static str,
+    },
+    /// A sysctl could not be read or written.
+    #[error("{operation}: {source}")]
+    Sysctl {
+        /// The operation, e.g. `write net.ipv4.ip_forward`.
+        operation: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// An IP prefix that is not `address/length`, or whose length does not
+    /// fit its address.
+    #[error("`{text}` is not an IP prefix: {reason}; write e.g. `10.0.0.1/24` or `fd00::1/64`")]
+    BadPrefix {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A sysctl name outside `net.*`, or one that is not a plain dotted name.
+    #[error(
+        "`{name}` is not a network sysctl: NetNs reads and writes only `net.*` names, such as `net.ipv4.ip_forward`"
+    )]
+    BadSysctl {
+        /// The name given.
+        name: String,
+    },
     /// The child process reported a failure to set up the test's namespace.
     #[error("in the test's child process: {message}")]
     InChild {
@@ -126,7 +173,7 @@ pub enum Error {
 #[non_exhaustive]
 pub enum NetlinkError {
     /// The kernel refused the request.
-    #[error("{} ({})", .0.desc(), .0)]
+    #[error("{} ({:?})", .0.desc(), .0)]
     Kernel(Errno),
     /// The netlink socket failed.
     #[error("netlink socket: {0}")]

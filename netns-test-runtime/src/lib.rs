@@ -48,6 +48,9 @@
 //! # fn main() {}
 //! ```
 //!
+//! [`NetNs`] also builds topologies over rtnetlink: veth pairs into other
+//! namespaces, bridges, addresses, routes and `net.*` sysctls.
+//!
 //! # Requirements
 //!
 //! Linux, with `/proc` mounted, and one of:
@@ -68,6 +71,8 @@
 //! - `#[netns_test(threads = N)]`: async tests run on a multi-thread runtime
 //!   with N workers, instead of a current-thread runtime.
 //! - `#[netns_test(timeout = "10s")]`: fail the test after this long.
+//! - `#[netns_test(sysfs)]`: give the test a private mount namespace with a
+//!   sysfs of its network namespace on `/sys`.
 //! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
 //! - `NETNS_TEST_MODE=thread|process`: force a mode.
 //! - `NETNS_TEST_TIMEOUT=30s`: the default timeout.
@@ -93,6 +98,7 @@ mod netns;
 mod outcome;
 mod process;
 mod run;
+mod topology;
 mod userns;
 
 #[doc(hidden)]
@@ -106,3 +112,4 @@ pub use error::{ChildEnded, Error, NetlinkError};
 pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.
 pub use nix::errno::Errno;
+pub use topology::{IpPrefix, Link, OperState, Via};

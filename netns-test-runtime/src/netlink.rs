@@ -1,8 +1,8 @@
 //! A minimal rtnetlink client: one request, its replies, its acknowledgement.
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkFlags, LinkMessage};
@@ -38,16 +38,21 @@ impl Rtnl {
     }
 
     /// Sends one request and returns the messages that answer it: none for a
-    /// plain request, the objects for a dump.
+    /// change, the objects for a dump or a get.
     pub(crate) fn request(
         &mut self,
         message: RouteNetlinkMessage,
-        dump: bool,
+        kind: Request,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        header.flags = NLM_F_REQUEST
+            | match kind {
+                Request::Dump => NLM_F_DUMP,
+                Request::Ack => NLM_F_ACK,
+                Request::Create => NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            };
         header.sequence_number = sequence;
         let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
         request.finalize();
@@ -58,31 +63,63 @@ impl Rtnl {
         let mut answers = Vec::new();
         loop {
             let (datagram, _) = self.socket.recv_from_full().map_err(NetlinkError::Socket)?;
-            for reply in parse_datagram(&datagram)? {
-                if reply.header.sequence_number != sequence {
-                    return Err(NetlinkError::WrongSequence {
-                        expected: sequence,
-                        got: reply.header.sequence_number,
-                    });
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(error) => match error.code {
-                        None => return Ok(answers),
-                        Some(code) => {
-                            return Err(NetlinkError::Kernel(Errno::from_raw(-code.get())));
-                        }
-                    },
-                    NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::InnerMessage(message) => answers.push(message),
-                    NetlinkPayload::Overrun(_) => {
-                        return Err(NetlinkError::Malformed(
-                            "the kernel reported an overrun".into(),
-                        ));
-                    }
-                    _ => {}
-                }
+            if take_replies(&datagram, sequence, &mut answers)? {
+                return Ok(answers);
             }
         }
+    }
+}
+
+/// Reads the replies in one datagram to the request `sequence`, collecting
+/// the objects; returns whether the request is answered in full.
+fn take_replies(
+    datagram: &[u8],
+    sequence: u32,
+    answers: &mut Vec<RouteNetlinkMessage>,
+) -> Result<bool, NetlinkError> {
+    for reply in parse_datagram(datagram)? {
+        if reply.header.sequence_number != sequence {
+            return Err(NetlinkError::WrongSequence {
+                expected: sequence,
+                got: reply.header.sequence_number,
+            });
+        }
+        match reply.payload {
+            NetlinkPayload::Error(error) => {
+                return match error.code {
+                    None => Ok(true),
+                    Some(code) => Err(NetlinkError::Kernel(Errno::from_raw(-code.get()))),
+                };
+            }
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::InnerMessage(message) => answers.push(message),
+            NetlinkPayload::Overrun(_) => {
+                return Err(NetlinkError::Malformed(
+                    "the kernel reported an overrun".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// What a request asks of the kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request {
+    /// All objects of a kind, ended by `NLMSG_DONE`.
+    Dump,
+    /// A change, or a get, acknowledged.
+    Ack,
+    /// A new object, which must not exist yet.
+    Create,
+}
+
+impl std::fmt::Debug for Rtnl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rtnl")
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +153,7 @@ pub(crate) fn loopback_up() -> Result<(), Error> {
     link.header.index = LOOPBACK_IFINDEX;
     link.header.flags = LinkFlags::Up;
     link.header.change_mask = LinkFlags::Up;
-    rtnl.request(RouteNetlinkMessage::SetLink(link), false)
+    rtnl.request(RouteNetlinkMessage::SetLink(link), Request::Ack)
         .map_err(netlink)?;
     Ok(())
 }
@@ -143,6 +180,34 @@ mod tests {
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].header.sequence_number, 7);
         assert!(matches!(&messages[0].payload, NetlinkPayload::Error(e) if e.code.is_none()));
+    }
+
+    #[test]
+    fn an_ack_ends_the_request() {
+        let mut answers = Vec::new();
+        assert!(take_replies(&ACK, 7, &mut answers).expect("the ACK"));
+        assert!(answers.is_empty());
+    }
+
+    #[test]
+    fn a_reply_to_another_request_is_an_error() {
+        let mut answers = Vec::new();
+        assert!(matches!(
+            take_replies(&ACK, 8, &mut answers),
+            Err(NetlinkError::WrongSequence {
+                expected: 8,
+                got: 7
+            })
+        ));
+    }
+
+    #[test]
+    fn a_nack_carries_the_errno() {
+        let mut nack = ACK;
+        nack[16..20].copy_from_slice(&(-17_i32).to_le_bytes());
+        let error = take_replies(&nack, 7, &mut Vec::new()).expect_err("a NACK");
+        assert!(matches!(error, NetlinkError::Kernel(Errno::EEXIST)));
+        assert_eq!(error.to_string(), "File exists (EEXIST)");
     }
 
     #[test]

@@ -50,6 +50,37 @@ pub(crate) fn ensure_isolated(harness: NsId) -> Result<NetNs, Error> {
     Ok(ns)
 }
 
+/// Gives the calling thread a private mount namespace in which `/sys` is a
+/// sysfs of the thread's network namespace, so `/sys/class/net` lists the
+/// test's links. Nothing propagates back to the host's mounts: every mount
+/// is made private first. The mount namespace ends with the thread (thread
+/// mode) or the process (process mode).
+pub(crate) fn private_sysfs() -> Result<(), Error> {
+    use nix::mount::{MsFlags, mount};
+    let failed = |step: &'static str| move |source| Error::Mount { step, source };
+    unshare(CloneFlags::CLONE_NEWNS).map_err(failed(
+        "give the test a private mount namespace (unshare(CLONE_NEWNS))",
+    ))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(failed("make the test's mounts private"))?;
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(failed(
+        "mount a sysfs of the test's network namespace on /sys",
+    ))
+}
+
 /// Moves the calling thread into a new network namespace and brings `lo` up.
 ///
 /// The namespace lives as long as a thread or a file descriptor holds it.
@@ -87,7 +118,9 @@ pub(crate) fn unshare_fresh() -> Result<(), Error> {
 #[derive(Debug)]
 pub struct NetNs {
     fd: OwnedFd,
-    id: NsId,
+    pub(crate) id: NsId,
+    /// The rtnetlink socket of [`crate::topology`]'s operations.
+    pub(crate) socket: crate::topology::Socket,
 }
 
 impl NetNs {
@@ -115,6 +148,7 @@ impl NetNs {
                 dev: metadata.dev(),
                 ino: metadata.ino(),
             },
+            socket: Default::default(),
         })
     }
 
@@ -204,7 +238,11 @@ impl NetNs {
             step: "duplicate the namespace's file descriptor",
             source,
         })?;
-        let ns = NetNs { fd, id: self.id };
+        let ns = NetNs {
+            fd,
+            id: self.id,
+            socket: Default::default(),
+        };
         let (entered, outcome) = mpsc::sync_channel(1);
         let handle = thread::Builder::new()
             .name("netns-test-spawn".into())

@@ -24,7 +24,7 @@ use nix::unistd::{dup, dup2_stderr, dup2_stdout, getpid, getppid, pipe2};
 use crate::__private::Test;
 use crate::error::{ChildEnded, Error};
 use crate::netlink;
-use crate::netns::{NsId, ensure_isolated};
+use crate::netns::{NsId, ensure_isolated, private_sysfs};
 use crate::outcome::{Outcome, Record, started_frame};
 use crate::userns::UsernsSetup;
 
@@ -116,7 +116,10 @@ pub(crate) fn run_child(test: &Test, marker: Marker) -> Outcome {
             message: "cannot write the record".into(),
         });
     }
-    let outcome = match netlink::loopback_up().and_then(|()| ensure_isolated(marker.harness)) {
+    let prepared = netlink::loopback_up()
+        .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
+        .and_then(|()| ensure_isolated(marker.harness));
+    let outcome = match prepared {
         Err(error) => Outcome::Harness(error),
         Ok(ns) => redirected(&stdout, &stderr, || Outcome::of_body(test.body, ns)),
     };

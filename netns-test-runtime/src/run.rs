@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::__private::{ShouldPanic, Test, TestError};
 use crate::error::Error;
 use crate::mode::{self, Mode};
-use crate::netns::{NsId, ensure_isolated, unshare_fresh};
+use crate::netns::{NsId, ensure_isolated, private_sysfs, unshare_fresh};
 use crate::outcome::Outcome;
 use crate::process::{self, Marker};
 
@@ -92,10 +92,13 @@ fn run_thread(test: &Test, name: &str, timeout: Option<Duration>) -> Outcome {
         Ok(harness) => harness,
         Err(error) => return Outcome::Harness(error),
     };
-    let body = test.body;
+    let (body, sysfs) = (test.body, test.sysfs);
     let (done, outcome) = mpsc::sync_channel(1);
     let spawned = thread::Builder::new().name(name.to_owned()).spawn(move || {
-        let outcome = match unshare_fresh().and_then(|()| ensure_isolated(harness)) {
+        let prepared = unshare_fresh()
+            .and_then(|()| if sysfs { private_sysfs() } else { Ok(()) })
+            .and_then(|()| ensure_isolated(harness));
+        let outcome = match prepared {
             Ok(ns) => Outcome::of_body(body, ns),
             Err(error) => Outcome::Harness(error),
         };

@@ -27,4 +27,7 @@ fn number_crate() {}
 #[netns_test(crate = "not a path")]
 fn bad_crate() {}
 
+#[netns_test(sysfs = true)]
+fn sysfs_with_a_value() {}
+
 fn main() {}

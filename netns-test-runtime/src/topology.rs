@@ -1,0 +1,729 @@
+//! Typed rtnetlink operations on a [`NetNs`]: links, veth pairs, bridges,
+//! addresses, routes and `net.*` sysctls.
+//!
+//! Each operation may be called from any thread and acts on the handle's
+//! namespace: the handle keeps a netlink socket opened inside the namespace,
+//! and a netlink socket acts on the namespace of the thread that opened it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use nix::errno::Errno;
+
+use crate::error::{Error, NetlinkError};
+use crate::netlink::{Request, Rtnl};
+use crate::netns::NetNs;
+
+/// An IP address with a prefix length, such as `10.0.0.1/24` or `fd00::1/64`.
+///
+/// ```
+/// use netns_test_runtime::IpPrefix;
+///
+/// let prefix: IpPrefix = "10.0.0.1/24".parse()?;
+/// assert_eq!(prefix.len(), 24);
+/// assert_eq!(prefix.to_string(), "10.0.0.1/24");
+/// assert!("10.0.0.1/33".parse::<IpPrefix>().is_err());
+/// # Ok::<(), netns_test_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpPrefix {
+    address: IpAddr,
+    len: u8,
+}
+
+impl IpPrefix {
+    /// A prefix of `len` bits of `address`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadPrefix`] when `len` exceeds the address's bits.
+    pub fn new(address: IpAddr, len: u8) -> Result<Self, Error> {
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        if len > bits {
+            return Err(Error::BadPrefix {
+                text: format!("{address}/{len}"),
+                reason: if bits == 32 {
+                    "an IPv4 prefix is at most 32 bits"
+                } else {
+                    "an IPv6 prefix is at most 128 bits"
+                },
+            });
+        }
+        Ok(IpPrefix { address, len })
+    }
+
+    /// The address.
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// The prefix length in bits.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u8 {
+        self.len
+    }
+}
+
+impl FromStr for IpPrefix {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bad = |reason| Error::BadPrefix {
+            text: text.to_owned(),
+            reason,
+        };
+        let (address, len) = text.split_once('/').ok_or_else(|| bad("no `/length`"))?;
+        let address = address.parse().map_err(|_| bad("not an IP address"))?;
+        let len = len.parse().map_err(|_| bad("the length is not a number"))?;
+        IpPrefix::new(address, len)
+    }
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.len)
+    }
+}
+
+/// The operational state of a link (RFC 2863), as `ip link` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperState {
+    /// Carrier is up: it can pass packets.
+    Up,
+    /// Down.
+    Down,
+    /// Down because a lower layer is, e.g. a veth whose peer is down.
+    LowerLayerDown,
+    /// The driver does not say, as for `lo`.
+    Unknown,
+    /// Some other state: dormant, testing, not present.
+    Other,
+}
+
+/// A network interface, as [`NetNs::links`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Link {
+    /// Its name, e.g. `lo`.
+    pub name: String,
+    /// Its interface index.
+    pub index: u32,
+    /// Whether it is administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Its operational state.
+    pub state: OperState,
+    /// Its MTU.
+    pub mtu: u32,
+    /// Its addresses.
+    pub addresses: Vec<IpPrefix>,
+}
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via<'a> {
+    /// Through a gateway on a directly connected network.
+    Gateway(IpAddr),
+    /// Out of a device, to hosts directly on its link.
+    Device(&'a str),
+}
+
+impl fmt::Display for Via<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Via::Gateway(gateway) => write!(f, "via {gateway}"),
+            Via::Device(device) => write!(f, "dev {device}"),
+        }
+    }
+}
+
+/// The rtnetlink socket a handle keeps, opened inside its namespace.
+#[derive(Debug, Default)]
+pub(crate) struct Socket(Mutex<Option<Rtnl>>);
+
+impl NetNs {
+    /// The handle's socket, opened on first use on a thread inside the namespace.
+    fn rtnl(&self, operation: &str) -> Result<MutexGuard<'_, Option<Rtnl>>, Error> {
+        let mut socket = self.socket.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if socket.is_none() {
+            let opened = self.run(Rtnl::open)?.map_err(|source| Error::Netlink {
+                operation: operation.to_owned(),
+                source,
+            })?;
+            *socket = Some(opened);
+        }
+        Ok(socket)
+    }
+
+    /// Sends one request to this namespace's rtnetlink.
+    fn request(
+        &self,
+        operation: &str,
+        message: RouteNetlinkMessage,
+        kind: Request,
+    ) -> Result<Vec<RouteNetlinkMessage>, Error> {
+        let mut socket = self.rtnl(operation)?;
+        let rtnl = socket.as_mut().ok_or_else(|| Error::Netlink {
+            operation: operation.to_owned(),
+            source: NetlinkError::Socket(std::io::Error::other("no socket")),
+        })?;
+        let result = rtnl.request(message, kind);
+        if matches!(
+            result,
+            Err(NetlinkError::Socket(_)
+                | NetlinkError::Malformed(_)
+                | NetlinkError::WrongSequence { .. })
+        ) {
+            // The socket's state is unknown now: open a fresh one next time.
+            *socket = None;
+        }
+        result.map_err(|source| Error::Netlink {
+            operation: operation.to_owned(),
+            source,
+        })
+    }
+
+    /// The index of the link named `name`.
+    fn index(&self, name: &str) -> Result<u32, Error> {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        let operation = format!("look up link {name}");
+        let answers = self.request(&operation, RouteNetlinkMessage::GetLink(link), Request::Ack)?;
+        answers
+            .into_iter()
+            .find_map(|answer| match answer {
+                RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
+                _ => None,
+            })
+            .ok_or(Error::Netlink {
+                operation,
+                source: NetlinkError::Kernel(Errno::ENODEV),
+            })
+    }
+
+    /// Lists the links of this namespace, with their addresses.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`] when a dump fails.
+    pub fn links(&self) -> Result<Vec<Link>, Error> {
+        let dumped = self.request(
+            "list links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            Request::Dump,
+        )?;
+        let mut links: Vec<Link> = dumped
+            .into_iter()
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewLink(link) => Some(link_of(link)),
+                _ => None,
+            })
+            .collect();
+        let addresses = self.request(
+            "list addresses",
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            Request::Dump,
+        )?;
+        for message in addresses {
+            let RouteNetlinkMessage::NewAddress(address) = message else {
+                continue;
+            };
+            let local = address
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    AddressAttribute::Local(ip) => Some(*ip),
+                    _ => None,
+                });
+            let any = address
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                });
+            let (Some(ip), Some(link)) = (
+                local.or(any),
+                links
+                    .iter_mut()
+                    .find(|link| link.index == address.header.index),
+            ) else {
+                continue;
+            };
+            link.addresses.push(IpPrefix {
+                address: ip,
+                len: address.header.prefix_len,
+            });
+        }
+        Ok(links)
+    }
+
+    /// The link named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`] with `ENODEV` when there is none.
+    pub fn link(&self, name: &str) -> Result<Link, Error> {
+        self.links()?
+            .into_iter()
+            .find(|link| link.name == name)
+            .ok_or_else(|| Error::Netlink {
+                operation: format!("look up link {name}"),
+                source: NetlinkError::Kernel(Errno::ENODEV),
+            })
+    }
+
+    fn set_link(
+        &self,
+        operation: &str,
+        name: &str,
+        change: impl FnOnce(&mut LinkMessage),
+    ) -> Result<(), Error> {
+        let mut link = LinkMessage::default();
+        link.header.index = self.index(name)?;
+        change(&mut link);
+        self.request(operation, RouteNetlinkMessage::SetLink(link), Request::Ack)
+            .map(drop)
+    }
+
+    /// Sets the link administratively up, like `ip link set NAME up`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `ENODEV` when there is no such link.
+    pub fn set_link_up(&self, name: &str) -> Result<(), Error> {
+        self.set_link(&format!("set link {name} up"), name, |link| {
+            link.header.flags = LinkFlags::Up;
+            link.header.change_mask = LinkFlags::Up;
+        })
+    }
+
+    /// Sets the link administratively down, like `ip link set NAME down`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`].
+    pub fn set_link_down(&self, name: &str) -> Result<(), Error> {
+        self.set_link(&format!("set link {name} down"), name, |link| {
+            link.header.flags = LinkFlags::empty();
+            link.header.change_mask = LinkFlags::Up;
+        })
+    }
+
+    /// Sets the link's MTU.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `EINVAL` for an MTU the link does not allow.
+    pub fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), Error> {
+        self.set_link(&format!("set mtu {mtu} on {name}"), name, |link| {
+            link.attributes.push(LinkAttribute::Mtu(mtu));
+        })
+    }
+
+    fn add_link(&self, operation: &str, name: &str, info: Vec<LinkInfo>) -> Result<(), Error> {
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        link.attributes.push(LinkAttribute::LinkInfo(info));
+        self.request(
+            operation,
+            RouteNetlinkMessage::NewLink(link),
+            Request::Create,
+        )
+        .map(drop)
+    }
+
+    /// Adds a dummy link (`CONFIG_DUMMY`), down.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingDriver`] when the kernel has no dummy driver, as some
+    /// have not; [`Error::Netlink`] otherwise, e.g. `EEXIST`.
+    pub fn add_dummy(&self, name: &str) -> Result<(), Error> {
+        let operation = format!("add dummy {name}");
+        match self.add_link(&operation, name, vec![LinkInfo::Kind(InfoKind::Dummy)]) {
+            Err(Error::Netlink {
+                source: NetlinkError::Kernel(Errno::EOPNOTSUPP),
+                ..
+            }) => Err(Error::MissingDriver {
+                operation,
+                kind: "dummy",
+            }),
+            other => other,
+        }
+    }
+
+    /// Adds a bridge, down.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `EEXIST`.
+    pub fn add_bridge(&self, name: &str) -> Result<(), Error> {
+        self.add_link(
+            &format!("add bridge {name}"),
+            name,
+            vec![LinkInfo::Kind(InfoKind::Bridge)],
+        )
+    }
+
+    /// Attaches a link to a bridge, like `ip link set LINK master BRIDGE`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `ENODEV`.
+    pub fn attach_to_bridge(&self, link: &str, bridge: &str) -> Result<(), Error> {
+        let operation = format!("attach {link} to bridge {bridge}");
+        let bridge = self.index(bridge)?;
+        self.set_link(&operation, link, |message| {
+            message.attributes.push(LinkAttribute::Controller(bridge));
+        })
+    }
+
+    /// Adds a veth pair: `name` here, `peer_name` in `peer` (which may be
+    /// this namespace too). Both ends start down.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let (a, b) = (NetNs::new()?, NetNs::new()?);
+    /// a.add_veth("a0", &b, "b0")?;
+    /// a.add_address("a0", "10.0.0.1/24".parse()?)?;
+    /// b.add_address("b0", "10.0.0.2/24".parse()?)?;
+    /// a.set_link_up("a0")?;
+    /// b.set_link_up("b0")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `add veth a0 <-> b0: File exists (EEXIST)`.
+    pub fn add_veth(&self, name: &str, peer: &NetNs, peer_name: &str) -> Result<(), Error> {
+        let mut peer_link = LinkMessage::default();
+        peer_link
+            .attributes
+            .push(LinkAttribute::IfName(peer_name.to_owned()));
+        // The kernel reads this descriptor from this process's table while it
+        // handles the request, which `request` waits for.
+        peer_link
+            .attributes
+            .push(LinkAttribute::NetNsFd(peer.as_fd().as_raw_fd()));
+        self.add_link(
+            &format!("add veth {name} <-> {peer_name}"),
+            name,
+            vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_link))),
+            ],
+        )
+    }
+
+    /// Deletes a link; deleting one end of a veth pair deletes both.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `ENODEV`.
+    pub fn delete_link(&self, name: &str) -> Result<(), Error> {
+        let mut link = LinkMessage::default();
+        link.header.index = self.index(name)?;
+        self.request(
+            &format!("delete link {name}"),
+            RouteNetlinkMessage::DelLink(link),
+            Request::Ack,
+        )
+        .map(drop)
+    }
+
+    fn address_message(&self, link: &str, prefix: IpPrefix) -> Result<AddressMessage, Error> {
+        let mut message = AddressMessage::default();
+        message.header.family = family(prefix.address);
+        message.header.prefix_len = prefix.len;
+        message.header.scope = AddressScope::Universe;
+        message.header.index = self.index(link)?;
+        if prefix.address.is_ipv4() {
+            message
+                .attributes
+                .push(AddressAttribute::Local(prefix.address));
+        }
+        message
+            .attributes
+            .push(AddressAttribute::Address(prefix.address));
+        Ok(message)
+    }
+
+    /// Adds an address to a link, like `ip address add PREFIX dev LINK`.
+    ///
+    /// An IPv6 address starts tentative until duplicate address detection
+    /// ends, unless the link is down or `net.ipv6.conf.LINK.accept_dad` is 0.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
+    pub fn add_address(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
+        let message = self.address_message(link, prefix)?;
+        self.request(
+            &format!("add address {prefix} to {link}"),
+            RouteNetlinkMessage::NewAddress(message),
+            Request::Create,
+        )
+        .map(drop)
+    }
+
+    /// Deletes an address from a link.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `EADDRNOTAVAIL` when the link has no such address.
+    pub fn delete_address(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
+        let message = self.address_message(link, prefix)?;
+        self.request(
+            &format!("delete address {prefix} from {link}"),
+            RouteNetlinkMessage::DelAddress(message),
+            Request::Ack,
+        )
+        .map(drop)
+    }
+
+    fn route_message(&self, destination: IpPrefix, via: Via<'_>) -> Result<RouteMessage, Error> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = family(destination.address);
+        message.header.destination_prefix_length = destination.len;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::Static;
+        message.header.kind = RouteType::Unicast;
+        if destination.len > 0 {
+            message
+                .attributes
+                .push(RouteAttribute::Destination(route_address(
+                    destination.address,
+                )));
+        }
+        match via {
+            Via::Gateway(gateway) => {
+                message.header.scope = RouteScope::Universe;
+                message
+                    .attributes
+                    .push(RouteAttribute::Gateway(route_address(gateway)));
+            }
+            Via::Device(device) => {
+                message.header.scope = RouteScope::Link;
+                message
+                    .attributes
+                    .push(RouteAttribute::Oif(self.index(device)?));
+            }
+        }
+        Ok(message)
+    }
+
+    /// Adds a route to `destination`, like `ip route add DESTINATION via GW`
+    /// or `... dev DEVICE`. A destination of length 0 (`0.0.0.0/0`, `::/0`)
+    /// is the default route.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `ENETUNREACH` for a gateway on no connected
+    /// network, or `EEXIST`.
+    pub fn add_route(&self, destination: IpPrefix, via: Via<'_>) -> Result<(), Error> {
+        let message = self.route_message(destination, via)?;
+        self.request(
+            &format!("add route {destination} {via}"),
+            RouteNetlinkMessage::NewRoute(message),
+            Request::Create,
+        )
+        .map(drop)
+    }
+
+    /// Adds the default route through `gateway`, for the gateway's family.
+    ///
+    /// # Errors
+    ///
+    /// As [`NetNs::add_route`].
+    pub fn add_default_route(&self, gateway: IpAddr) -> Result<(), Error> {
+        let any = if gateway.is_ipv4() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
+        self.add_route(
+            IpPrefix {
+                address: any,
+                len: 0,
+            },
+            Via::Gateway(gateway),
+        )
+    }
+
+    /// Deletes a route that [`NetNs::add_route`] would add.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `ESRCH` when there is no such route.
+    pub fn delete_route(&self, destination: IpPrefix, via: Via<'_>) -> Result<(), Error> {
+        let message = self.route_message(destination, via)?;
+        self.request(
+            &format!("delete route {destination} {via}"),
+            RouteNetlinkMessage::DelRoute(message),
+            Request::Ack,
+        )
+        .map(drop)
+    }
+
+    /// Reads a sysctl under `net.*` in this namespace, e.g.
+    /// `net.ipv4.ip_forward`, without its trailing newline.
+    ///
+    /// The file is opened on a thread inside the namespace: the files under
+    /// `/proc/sys/net` (like `/proc/self/net`) show the namespace of the
+    /// thread that opens them, not of the path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadSysctl`] for a name outside `net.*`; [`Error::Sysctl`]
+    /// when the file cannot be read.
+    pub fn sysctl(&self, name: &str) -> Result<String, Error> {
+        let path = sysctl_path(name)?;
+        self.run(|| std::fs::read_to_string(&path))?
+            .map(|value| value.trim_end_matches('\n').to_owned())
+            .map_err(|source| Error::Sysctl {
+                operation: format!("read {name}"),
+                source,
+            })
+    }
+
+    /// Writes a sysctl under `net.*` in this namespace, e.g.
+    /// `ns.set_sysctl("net.ipv4.ip_forward", "1")`. See [`NetNs::sysctl`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadSysctl`]; [`Error::Sysctl`] when the kernel refuses the value.
+    pub fn set_sysctl(&self, name: &str, value: &str) -> Result<(), Error> {
+        let path = sysctl_path(name)?;
+        self.run(|| std::fs::write(&path, value))?
+            .map_err(|source| Error::Sysctl {
+                operation: format!("write {name} = {value}"),
+                source,
+            })
+    }
+}
+
+fn sysctl_path(name: &str) -> Result<String, Error> {
+    let plain = name.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+    });
+    if !name.starts_with("net.") || !plain {
+        return Err(Error::BadSysctl {
+            name: name.to_owned(),
+        });
+    }
+    Ok(format!("/proc/sys/{}", name.replace('.', "/")))
+}
+
+fn family(address: IpAddr) -> AddressFamily {
+    if address.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
+}
+
+fn route_address(address: IpAddr) -> RouteAddress {
+    match address {
+        IpAddr::V4(v4) => RouteAddress::Inet(v4),
+        IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+    }
+}
+
+fn link_of(message: LinkMessage) -> Link {
+    let mut link = Link {
+        name: String::new(),
+        index: message.header.index,
+        up: message.header.flags.contains(LinkFlags::Up),
+        state: OperState::Unknown,
+        mtu: 0,
+        addresses: Vec::new(),
+    };
+    for attribute in message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => link.name = name,
+            LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+            LinkAttribute::OperState(state) => {
+                link.state = match state {
+                    State::Up => OperState::Up,
+                    State::Down => OperState::Down,
+                    State::LowerLayerDown => OperState::LowerLayerDown,
+                    State::Unknown => OperState::Unknown,
+                    _ => OperState::Other,
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_names() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").unwrap(),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(
+            sysctl_path("net.ipv6.conf.veth-a0.forwarding").unwrap(),
+            "/proc/sys/net/ipv6/conf/veth-a0/forwarding"
+        );
+        for bad in [
+            "kernel.hostname",
+            "net",
+            "net..x",
+            "net.ipv4/../../x",
+            "net.a b",
+            "vm.swappiness",
+        ] {
+            assert!(
+                matches!(sysctl_path(bad), Err(Error::BadSysctl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        let prefix: IpPrefix = "fd00::1/64".parse().unwrap();
+        assert_eq!(
+            (prefix.address(), prefix.len()),
+            ("fd00::1".parse().unwrap(), 64)
+        );
+        assert_eq!(prefix.to_string(), "fd00::1/64");
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1/33",
+            "fd00::1/129",
+            "x/24",
+            "10.0.0.1/y",
+        ] {
+            assert!(
+                matches!(bad.parse::<IpPrefix>(), Err(Error::BadPrefix { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Every typed rtnetlink operation on `NetNs`, and its errors, against real
+//! namespaces.
+
+use std::net::IpAddr;
+
+use netns_test_runtime::{Error, IpPrefix, NetNs, OperState, Via, netns_test};
+use netns_test_tests::ip;
+
+fn prefix(text: &str) -> IpPrefix {
+    text.parse().expect("a prefix")
+}
+
+fn addr(text: &str) -> IpAddr {
+    text.parse().expect("an address")
+}
+
+/// Runs `ip` inside `ns`.
+fn ip_in(ns: &NetNs, args: &[&str]) -> String {
+    ns.run(|| ip(args)).expect("run ip in the namespace")
+}
+
+#[netns_test]
+fn lists_loopback(ns: &NetNs) {
+    let links = ns.links().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let lo = &links[0];
+    assert_eq!(
+        (lo.name.as_str(), lo.index, lo.up, lo.mtu),
+        ("lo", 1, true, 65536)
+    );
+    assert_eq!(lo.state, OperState::Unknown);
+    assert!(lo.addresses.contains(&prefix("127.0.0.1/8")), "{lo:?}");
+    assert!(lo.addresses.contains(&prefix("::1/128")), "{lo:?}");
+    assert_eq!(ns.link("lo").unwrap(), *lo);
+}
+
+#[netns_test]
+fn veth_pair_into_another_namespace(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    a.add_veth("a0", &b, "b0").unwrap();
+    let a0 = a.link("a0").unwrap();
+    let b0 = b.link("b0").unwrap();
+    assert!(!a0.up && !b0.up);
+    assert!(
+        a.link("b0").is_err() && b.link("a0").is_err(),
+        "each end is in its own namespace"
+    );
+
+    a.set_link_up("a0").unwrap();
+    assert!(a.link("a0").unwrap().up);
+    // With the peer down, there is no carrier.
+    assert_ne!(a.link("a0").unwrap().state, OperState::Up);
+    b.set_link_up("b0").unwrap();
+    // The kernel updates the operational state in the background (linkwatch).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.link("b0").unwrap().state != OperState::Up {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b0 never came up: {:?}",
+            b.link("b0")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    a.set_link_down("a0").unwrap();
+    assert!(!a.link("a0").unwrap().up);
+
+    a.set_mtu("a0", 1280).unwrap();
+    assert_eq!(a.link("a0").unwrap().mtu, 1280);
+
+    // Deleting one end deletes both.
+    a.delete_link("a0").unwrap();
+    assert!(a.link("a0").is_err());
+    assert_eq!(b.links().unwrap().len(), 1);
+}
+
+#[netns_test]
+fn veth_pair_within_one_namespace(ns: &NetNs) {
+    ns.add_veth("x0", ns, "x1").unwrap();
+    let mut names: Vec<String> = ns
+        .links()
+        .unwrap()
+        .into_iter()
+        .map(|link| link.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["lo", "x0", "x1"]);
+}
+
+#[netns_test]
+fn addresses_are_added_listed_and_deleted(ns: &NetNs) {
+    ns.add_veth("v0", ns, "v1").unwrap();
+    ns.add_address("v0", prefix("10.1.0.1/24")).unwrap();
+    ns.add_address("v0", prefix("fd00:1::1/64")).unwrap();
+    let addresses = ns.link("v0").unwrap().addresses;
+    assert!(addresses.contains(&prefix("10.1.0.1/24")), "{addresses:?}");
+    assert!(addresses.contains(&prefix("fd00:1::1/64")), "{addresses:?}");
+    assert!(ip_in(ns, &["-o", "address", "show", "dev", "v0"]).contains("inet 10.1.0.1/24"));
+
+    ns.delete_address("v0", prefix("10.1.0.1/24")).unwrap();
+    ns.delete_address("v0", prefix("fd00:1::1/64")).unwrap();
+    let addresses = ns.link("v0").unwrap().addresses;
+    assert!(
+        !addresses.iter().any(|p| p.address() == addr("10.1.0.1")),
+        "{addresses:?}"
+    );
+    assert!(
+        !addresses.iter().any(|p| p.address() == addr("fd00:1::1")),
+        "{addresses:?}"
+    );
+}
+
+#[netns_test]
+fn routes_via_gateway_device_and_default(ns: &NetNs) {
+    ns.add_veth("r0", ns, "r1").unwrap();
+    ns.set_link_up("r0").unwrap();
+    ns.set_link_up("r1").unwrap();
+    ns.add_address("r0", prefix("10.2.0.1/24")).unwrap();
+
+    ns.add_route(prefix("10.3.0.0/16"), Via::Gateway(addr("10.2.0.254")))
+        .unwrap();
+    ns.add_route(prefix("10.4.0.0/16"), Via::Device("r0"))
+        .unwrap();
+    ns.add_default_route(addr("10.2.0.254")).unwrap();
+    let routes = ip_in(ns, &["route", "show"]);
+    assert!(
+        routes.contains("10.3.0.0/16 via 10.2.0.254 dev r0"),
+        "{routes}"
+    );
+    assert!(routes.contains("10.4.0.0/16 dev r0"), "{routes}");
+    assert!(routes.contains("default via 10.2.0.254 dev r0"), "{routes}");
+
+    ns.delete_route(prefix("10.3.0.0/16"), Via::Gateway(addr("10.2.0.254")))
+        .unwrap();
+    ns.delete_route(prefix("10.4.0.0/16"), Via::Device("r0"))
+        .unwrap();
+    ns.delete_route(prefix("0.0.0.0/0"), Via::Gateway(addr("10.2.0.254")))
+        .unwrap();
+    let routes = ip_in(ns, &["route", "show"]);
+    assert!(
+        !routes.contains("10.3.0.0") && !routes.contains("10.4.0.0"),
+        "{routes}"
+    );
+    assert!(!routes.contains("default"), "{routes}");
+
+    // IPv6, with `nodad`-free addresses: a route needs no usable address.
+    ns.add_address("r0", prefix("fd00:2::1/64")).unwrap();
+    ns.add_route(prefix("fd00:3::/48"), Via::Gateway(addr("fd00:2::fe")))
+        .unwrap();
+    let routes = ip_in(ns, &["-6", "route", "show"]);
+    assert!(
+        routes.contains("fd00:3::/48 via fd00:2::fe dev r0"),
+        "{routes}"
+    );
+}
+
+#[netns_test]
+fn bridges_take_links(ns: &NetNs) {
+    ns.add_bridge("br0").unwrap();
+    ns.add_veth("p0", ns, "p1").unwrap();
+    ns.attach_to_bridge("p0", "br0").unwrap();
+    let shown = ip_in(ns, &["-o", "link", "show", "dev", "p0"]);
+    assert!(shown.contains("master br0"), "{shown}");
+    ns.set_link_up("br0").unwrap();
+    assert!(ns.link("br0").unwrap().up);
+}
+
+/// This machine has no dummy driver; elsewhere the link is made.
+#[netns_test]
+fn dummy_links_or_a_clear_missing_driver_error(ns: &NetNs) {
+    match ns.add_dummy("d0") {
+        Ok(()) => assert_eq!(ns.link("d0").unwrap().name, "d0"),
+        Err(error @ Error::MissingDriver { kind: "dummy", .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.starts_with("add dummy d0: the kernel has no `dummy` driver"),
+                "{message}"
+            );
+            assert!(message.contains("modprobe dummy"), "{message}");
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+#[netns_test]
+fn errors_name_the_operation_the_object_and_the_errno(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    a.add_veth("a0", &b, "b0").unwrap();
+    let exists = a.add_veth("a0", &b, "b0").unwrap_err();
+    assert_eq!(
+        exists.to_string(),
+        "add veth a0 <-> b0: File exists (EEXIST)"
+    );
+
+    let missing = a.set_link_up("nope0").unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "look up link nope0: No such device (ENODEV)"
+    );
+    assert!(a.link("nope0").is_err());
+
+    let not_there = a.delete_address("a0", prefix("10.9.9.9/24")).unwrap_err();
+    assert!(
+        not_there
+            .to_string()
+            .starts_with("delete address 10.9.9.9/24 from a0: "),
+        "{not_there}"
+    );
+    let unreachable = a
+        .add_route(prefix("10.5.0.0/16"), Via::Gateway(addr("10.6.0.1")))
+        .unwrap_err();
+    assert_eq!(
+        unreachable.to_string(),
+        "add route 10.5.0.0/16 via 10.6.0.1: Network is unreachable (ENETUNREACH)"
+    );
+    let mtu = a.set_mtu("a0", 10).unwrap_err();
+    assert_eq!(
+        mtu.to_string(),
+        "set mtu 10 on a0: Invalid argument (EINVAL)"
+    );
+    assert!(matches!(
+        a.sysctl("kernel.hostname"),
+        Err(Error::BadSysctl { .. })
+    ));
+    let refused = a
+        .set_sysctl("net.ipv4.ip_forward", "not a number")
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .starts_with("write net.ipv4.ip_forward = not a number: "),
+        "{refused}"
+    );
+}
+
+#[netns_test]
+fn sysctls_belong_to_the_namespace(ns: &NetNs) {
+    let other = NetNs::new().unwrap();
+    assert_eq!(ns.sysctl("net.ipv4.ip_forward").unwrap(), "0");
+    ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
+    assert_eq!(ns.sysctl("net.ipv4.ip_forward").unwrap(), "1");
+    assert_eq!(other.sysctl("net.ipv4.ip_forward").unwrap(), "0");
+    // And from this thread, which is in `ns`.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        "1\n"
+    );
+}
