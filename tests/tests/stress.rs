@@ -1,0 +1,189 @@
+//! Stress: thousands of namespaces and hundreds of netns tests leave this
+//! process's descriptors, threads and memory, and the host's network, as
+//! they found them. `NETNS_TEST_STRESS=N` multiplies the counts.
+
+use std::time::Duration;
+
+use netns_test_runtime::{NetNs, netns_test};
+use netns_test_tests::{links_and_addresses, run_fixtures};
+
+fn scale() -> usize {
+    std::env::var("NETNS_TEST_STRESS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// This process's open descriptors, threads and resident memory.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    fds: usize,
+    threads: usize,
+    rss_kib: u64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        let count = |dir| std::fs::read_dir(dir).expect("list /proc").count();
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("read statm");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("rss");
+        Usage {
+            fds: count("/proc/self/fd"),
+            threads: count("/proc/self/task"),
+            rss_kib: pages * 4,
+        }
+    }
+
+    /// Waits briefly for threads that are ending, then compares.
+    fn assert_back_to(self, baseline: Usage, rss_slack_kib: u64) {
+        let mut now = Usage::now();
+        for _ in 0..200 {
+            if now.fds <= baseline.fds && now.threads <= baseline.threads {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            now = Usage::now();
+        }
+        assert!(
+            now.fds <= baseline.fds,
+            "descriptors leaked: {baseline:?} -> {now:?}"
+        );
+        assert!(
+            now.threads <= baseline.threads,
+            "threads leaked: {baseline:?} -> {now:?}"
+        );
+        assert!(
+            now.rss_kib <= baseline.rss_kib + rss_slack_kib,
+            "memory grew by more than {rss_slack_kib} KiB: {baseline:?} -> {now:?}"
+        );
+    }
+}
+
+mod fixture {
+    use super::*;
+
+    /// Creates and discards 2,000 namespaces through the public API, first
+    /// one after another, then from 2 threads at once. It runs as a netns
+    /// test, because making namespaces needs the privilege a test's body has
+    /// in either mode.
+    #[netns_test]
+    #[ignore = "fixture: run by namespaces_come_and_go"]
+    pub(super) fn two_thousand_namespaces() {
+        let count = 2_000 * scale();
+        // Warm up allocator pools and the runtime's one-time state.
+        drop(NetNs::new().unwrap());
+        let baseline = Usage::now();
+        let mut last = 0;
+        for _ in 0..count {
+            let ns = NetNs::new().expect("create a namespace");
+            assert_ne!(ns.inode(), last);
+            last = ns.inode();
+        }
+        Usage::now().assert_back_to(baseline, 4 * 1024);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..count / 2 {
+                        let ns = NetNs::new().expect("create a namespace");
+                        ns.run(|| ()).expect("run in it");
+                    }
+                });
+            }
+        });
+        Usage::now().assert_back_to(baseline, 4 * 1024);
+    }
+
+    macro_rules! ten_tests {
+        () => {
+            ten_tests!(@ t0 t1 t2 t3 t4 t5 t6 t7 t8 t9);
+        };
+        (@ $($name:ident)*) => {
+            $(
+                #[netns_test]
+                #[ignore = "fixture: run by five_hundred_tests"]
+                pub(crate) fn $name() {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:80").expect("port 80");
+                    drop(listener);
+                }
+            )*
+            pub(crate) const ALL: [fn(); 10] = [$($name),*];
+        };
+    }
+    macro_rules! modules {
+        ($inner:ident: $($module:ident)*) => {
+            $(pub(crate) mod $module {
+                #[allow(unused_imports)]
+                use super::*;
+                $inner!();
+            })*
+            pub(crate) const ALL: &[&[fn()]] = &[$(&$module::ALL),*];
+        };
+    }
+    macro_rules! hundred_tests {
+        () => {
+            modules!(ten_tests: a0 a1 a2 a3 a4 a5 a6 a7 a8 a9);
+        };
+    }
+
+    /// 500 netns tests: 5 modules of 10 modules of 10.
+    pub(crate) mod many {
+        use super::*;
+        macro_rules! flat {
+            ($($module:ident)*) => {
+                $(pub(crate) mod $module {
+                    use super::*;
+                    hundred_tests!();
+                })*
+                pub(crate) fn all() -> Vec<fn()> {
+                    let mut all = Vec::new();
+                    $(for ten in $module::ALL { all.extend_from_slice(ten); })*
+                    all
+                }
+            };
+        }
+        flat!(h0 h1 h2 h3 h4);
+    }
+}
+
+#[test]
+fn namespaces_come_and_go() {
+    let host = links_and_addresses();
+    fixture::two_thousand_namespaces();
+    assert_eq!(links_and_addresses(), host);
+}
+
+/// 500 netns tests, run by libtest in one binary, all pass.
+#[test]
+fn five_hundred_tests_in_one_binary() {
+    let host = links_and_addresses();
+    let report = run_fixtures("fixture::many::", &["--ignored"], &[]);
+    assert_eq!(report.status.len(), 500, "{}", report.output);
+    assert!(
+        report.status.values().all(|status| status == "ok"),
+        "{}",
+        report.output
+    );
+    assert_eq!(links_and_addresses(), host);
+}
+
+/// The same 500 tests called from this process, in whichever mode it uses,
+/// leave its descriptors, threads and memory where they were.
+#[test]
+fn five_hundred_tests_leave_nothing_in_the_harness() {
+    let tests = fixture::many::all();
+    assert_eq!(tests.len(), 500);
+    tests[0]();
+    let baseline = Usage::now();
+    for _ in 0..scale() {
+        std::thread::scope(|scope| {
+            for half in tests.chunks(250) {
+                scope.spawn(move || half.iter().for_each(|test| test()));
+            }
+        });
+    }
+    Usage::now().assert_back_to(baseline, 4 * 1024);
+}
