@@ -203,7 +203,11 @@ impl Test {
             #test_attr
             #vis fn #name() #output {
                 #sig #block
-                #krate::__private::run::<#returned>(&#krate::__private::Test {
+                // Registered, so that a helper process can find this body by
+                // its path without libtest.
+                #[#krate::__private::linkme::distributed_slice(#krate::__private::TESTS)]
+                #[linkme(crate = #krate::__private::linkme)]
+                static __NETNS_TEST: #krate::__private::Test = #krate::__private::Test {
                     path: ::core::concat!(::core::module_path!(), "::", #name_text),
                     should_panic: #should_panic,
                     timeout: #timeout,
@@ -212,7 +216,8 @@ impl Test {
                         #drop_unused
                         #krate::__private::report(#call)
                     },
-                })
+                };
+                #krate::__private::run::<#returned>(&__NETNS_TEST)
             }
         }
     }

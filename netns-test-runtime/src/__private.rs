@@ -5,6 +5,11 @@ use std::fmt;
 use std::time::Duration;
 
 pub use crate::netns::NetNs;
+pub use linkme;
+
+/// Every `#[netns_test]` of the binary, for the helper process to find by path.
+#[linkme::distributed_slice]
+pub static TESTS: [Test];
 
 /// One test, as the attribute describes it.
 #[derive(Debug)]

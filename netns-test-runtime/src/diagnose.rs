@@ -28,6 +28,20 @@ pub struct Diagnosis {
     causes: Vec<Cause>,
 }
 
+/// The mode this process's netns tests use, as `NETNS_TEST_MODE` and the
+/// machine decide: `"thread"`, `"helper"` or `"process"`.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] when no mode works, or [`Error::BadEnv`].
+pub fn selected_mode() -> Result<&'static str, crate::Error> {
+    crate::mode::selected().map(|mode| match mode {
+        Mode::Thread => "thread",
+        Mode::Helper => "helper",
+        Mode::Process => "process",
+    })
+}
+
 /// Probes both modes on this machine, as the `doctor` example does.
 pub fn diagnose() -> Diagnosis {
     Diagnosis::gather(Requested::Auto, Some(probe_thread()), Some(probe_process()))
@@ -79,6 +93,7 @@ impl fmt::Display for Diagnosis {
                 match mode {
                     Mode::Thread => "thread",
                     Mode::Process => "process",
+                    Mode::Helper => "helper",
                 }
             )?,
             _ if !usable => {
@@ -97,7 +112,7 @@ impl fmt::Display for Diagnosis {
             "unshare(CLONE_NEWNET)",
         )?;
         line(
-            "process mode (needs user namespaces)",
+            "helper and process modes (need user namespaces)",
             self.process,
             "entering a new user and network namespace",
         )?;
@@ -182,7 +197,7 @@ impl Cause {
     pub fn remedy(&self) -> &'static str {
         match self {
             Cause::NoCapSysAdmin => {
-                "run the tests as root, or in a container with CAP_SYS_ADMIN; without it, process mode is used, which needs user namespaces"
+                "run the tests as root, or in a container with CAP_SYS_ADMIN; without it, helper mode is used, which needs user namespaces"
             }
             Cause::MaxUserNamespacesZero => {
                 "allow user namespaces: `sudo sysctl -w user.max_user_namespaces=15000`"

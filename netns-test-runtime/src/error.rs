@@ -194,6 +194,8 @@ pub enum NetlinkError {
 /// How a test's child process ended before it reported the body's outcome.
 #[derive(Debug)]
 pub struct ChildEnded {
+    /// Which process: the test's child, or a helper.
+    pub(crate) process: &'static str,
     /// Whether the child had started the body.
     pub(crate) started: bool,
     /// How it ended, e.g. `exited with status 0` or `was killed by SIGSEGV`.
@@ -207,14 +209,14 @@ impl std::fmt::Display for ChildEnded {
         if self.started {
             write!(
                 f,
-                "the test's child process {} before the body finished (did the body call std::process::exit, abort, or crash?)",
-                self.how
+                "{} {} before the body finished (did the body call std::process::exit, abort, or crash?)",
+                self.process, self.how
             )?;
         } else {
             write!(
                 f,
-                "the test's child process {} without running the test (did libtest's filter find it? the test name may not match)",
-                self.how
+                "{} {} without running the test (did libtest's filter find it? the test name may not match)",
+                self.process, self.how
             )?;
         }
         if !self.harness_output.trim().is_empty() {

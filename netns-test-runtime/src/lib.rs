@@ -92,6 +92,7 @@ compile_error!(
 
 mod diagnose;
 mod error;
+mod helper;
 mod mode;
 mod netlink;
 mod netns;
@@ -107,7 +108,7 @@ pub mod __private;
 #[doc(inline)]
 pub use netns_test_macro::netns_test;
 
-pub use diagnose::{Cause, Diagnosis, diagnose};
+pub use diagnose::{Cause, Diagnosis, diagnose, selected_mode};
 pub use error::{ChildEnded, Error, NetlinkError};
 pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.

@@ -128,7 +128,11 @@ pub(crate) fn run_child(test: &Test, marker: Marker) -> Outcome {
 }
 
 /// Runs `f` with this process's stdout and stderr sent to the given pipes.
-fn redirected(stdout: &OwnedFd, stderr: &OwnedFd, f: impl FnOnce() -> Outcome) -> Outcome {
+pub(crate) fn redirected(
+    stdout: &OwnedFd,
+    stderr: &OwnedFd,
+    f: impl FnOnce() -> Outcome,
+) -> Outcome {
     let _ = io::stdout().flush();
     let saved = dup(io::stdout()).and_then(|out| Ok((out, dup(io::stderr())?)));
     let Ok((saved_out, saved_err)) = saved.and_then(|saved| {
@@ -154,7 +158,7 @@ pub(crate) fn run_parent(name: &str, timeout: Option<Duration>) -> Outcome {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     pipe2(OFlag::O_CLOEXEC).map_err(|errno| Error::Child {
         step: "create a pipe to the test's child process",
         source: errno.into(),
@@ -162,10 +166,6 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
 }
 
 fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Error> {
-    let exe = std::env::current_exe().map_err(|source| Error::Child {
-        step: "find the test binary to run it again (std::env::current_exe)",
-        source,
-    })?;
     let harness = NsId::of_this_thread()?;
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
@@ -179,10 +179,66 @@ fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Erro
         harness,
         name: name.to_owned(),
     };
-    let harness_w2 = harness_w.try_clone().map_err(|source| Error::Child {
-        step: "duplicate a pipe to the test's child process",
+    let mut child = spawn_child(
+        name,
+        (MARKER, marker.encode()),
+        &[&record_w, &stdout_w, &stderr_w],
+        Some(harness_w),
+    )?;
+    // Only the child may hold the write ends, so that the reads end.
+    drop((record_w, stdout_w, stderr_w));
+    let streams = Streams {
+        record: record_r,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        harness: Some(harness_r),
+    };
+    match streams.pump(&mut child, timeout)? {
+        Pumped::TimedOut => Ok(Outcome::Harness(Error::TimedOut {
+            after: timeout.unwrap_or_default(),
+            left_running: false,
+        })),
+        Pumped::Finished {
+            record,
+            harness_output,
+        } => {
+            let status = child.wait().map_err(|source| Error::Child {
+                step: "wait for the test's child process",
+                source,
+            })?;
+            Ok(outcome_of(
+                &record,
+                Some(status),
+                harness_output,
+                "the test's child process",
+            ))
+        }
+    }
+}
+
+/// Starts the test binary again for the test `name`, inside a new user and
+/// network namespace, with `inherited` descriptors left open across exec and
+/// the child's own harness output sent to `harness` (or nowhere).
+pub(crate) fn spawn_child(
+    name: &str,
+    (marker, value): (&str, String),
+    inherited: &[&OwnedFd],
+    harness: Option<OwnedFd>,
+) -> Result<Child, Error> {
+    let exe = std::env::current_exe().map_err(|source| Error::Child {
+        step: "find the test binary to run it again (std::env::current_exe)",
         source,
     })?;
+    let (stdout, stderr) = match harness {
+        Some(harness) => {
+            let copy = harness.try_clone().map_err(|source| Error::Child {
+                step: "duplicate a pipe to the test's child process",
+                source,
+            })?;
+            (Stdio::from(harness), Stdio::from(copy))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
     let mut command = Command::new(&exe);
     command
         .args([
@@ -193,14 +249,14 @@ fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Erro
             "--test-threads=1",
             "--color=never",
         ])
-        .env(MARKER, marker.encode())
+        .env(marker, value)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(harness_w))
-        .stderr(Stdio::from(harness_w2));
-    let inherited = [marker.record, marker.stdout, marker.stderr];
+        .stdout(stdout)
+        .stderr(stderr);
+    let inherited: Vec<RawFd> = inherited.iter().map(|fd| fd.as_raw_fd()).collect();
     let setup = UsernsSetup::for_current_user();
     let enter = move || {
-        for fd in inherited {
+        for &fd in &inherited {
             // SAFETY: fcntl(F_SETFD) only changes the flags of `fd`, which is
             // open in this child.
             if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
@@ -212,40 +268,37 @@ fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Erro
     // SAFETY: `enter` is async-signal-safe: it makes system calls only, on
     // descriptors and buffers prepared before the fork.
     unsafe { command.pre_exec(enter) };
-    let child = command.spawn().map_err(|source| Error::Child {
+    command.spawn().map_err(|source| Error::Child {
         step: "start the test's child process in a new user and network namespace",
         source,
-    })?;
-    // Only the child may hold the write ends, so that the reads end.
-    drop(command);
-    drop((record_w, stdout_w, stderr_w));
-    let streams = Streams {
-        record: record_r,
-        stdout: stdout_r,
-        stderr: stderr_r,
-        harness: harness_r,
-    };
-    let Some((status, record, harness_output)) = streams.pump(child, timeout)? else {
-        return Ok(Outcome::Harness(Error::TimedOut {
-            after: timeout.unwrap_or_default(),
-            left_running: false,
-        }));
-    };
+    })
+}
+
+/// The outcome a record reports, or, when it reports none, how the process
+/// that should have written it ended (`None`: it is still running).
+pub(crate) fn outcome_of(
+    record: &[u8],
+    status: Option<ExitStatus>,
+    harness_output: String,
+    process: &'static str,
+) -> Outcome {
+    let how = || status.map_or_else(|| "stopped reporting".to_owned(), describe);
     let ended = |started: bool, how: String| {
         Outcome::Harness(Error::ChildEnded(ChildEnded {
+            process,
             started,
             how,
-            harness_output: harness_output.clone(),
+            harness_output,
         }))
     };
-    Ok(match Record::decode(&record) {
+    match Record::decode(record) {
         Ok(Record {
             outcome: Some(outcome),
             ..
         }) => outcome,
-        Ok(Record { started, .. }) => ended(started, describe(status)),
-        Err(problem) => ended(true, format!("{} ({problem})", describe(status))),
-    })
+        Ok(Record { started, .. }) => ended(started, how()),
+        Err(problem) => ended(true, format!("{} ({problem})", how())),
+    }
 }
 
 /// Says how a child ended, naming the signal that killed it.
@@ -276,36 +329,55 @@ fn describe(status: ExitStatus) -> String {
     format!("was killed by signal {signal}, {name}{what}{core}")
 }
 
-/// The parent's ends of the child's pipes.
-struct Streams {
-    record: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    harness: OwnedFd,
+/// The parent's ends of the pipes of one test.
+pub(crate) struct Streams {
+    pub(crate) record: OwnedFd,
+    pub(crate) stdout: OwnedFd,
+    pub(crate) stderr: OwnedFd,
+    /// What the child's own libtest prints, for a process-mode child.
+    pub(crate) harness: Option<OwnedFd>,
+}
+
+/// What [`Streams::pump`] saw.
+pub(crate) enum Pumped {
+    /// The pipes were closed, or the child exited and they were drained.
+    Finished {
+        record: Vec<u8>,
+        harness_output: String,
+    },
+    /// The timeout passed, and the child was killed.
+    TimedOut,
 }
 
 impl Streams {
-    /// Reads every pipe until the child has exited and the pipes are drained,
-    /// forwarding the body's output. Returns `None` when the child timed out
-    /// and was killed.
-    fn pump(
+    /// Reads the pipes until they are closed, or until `child` has exited
+    /// and they are drained, forwarding the body's output through `print!`
+    /// and `eprint!`. Kills the child when `timeout` passes.
+    pub(crate) fn pump(
         self,
-        mut child: Child,
+        child: &mut Child,
         timeout: Option<Duration>,
-    ) -> Result<Option<(ExitStatus, Vec<u8>, String)>, Error> {
+    ) -> Result<Pumped, Error> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         let mut record = Vec::new();
         let mut harness = Vec::new();
         let mut stdout = Lines::new(|text| print!("{text}"));
         let mut stderr = Lines::new(|text| eprint!("{text}"));
-        let mut open = [true; 4];
-        let mut exited = None;
+        let fds: Vec<&OwnedFd> = [&self.record, &self.stdout, &self.stderr]
+            .into_iter()
+            .chain(self.harness.as_ref())
+            .collect();
+        let mut open = vec![true; fds.len()];
+        let mut exited = false;
         let mut buffer = [0u8; 8192];
+        let waited = |source| Error::Child {
+            step: "wait for the test's child process",
+            source,
+        };
         loop {
-            let fds = [&self.record, &self.stdout, &self.stderr, &self.harness];
             // Once the child has exited, drain what is left without waiting:
             // a process the body started may still hold a pipe open.
-            let wait = if exited.is_some() {
+            let wait = if exited {
                 PollTimeout::ZERO
             } else {
                 PollTimeout::from(100u16)
@@ -318,19 +390,13 @@ impl Streams {
             let ready = match poll(&mut poll_fds, wait) {
                 Ok(ready) => ready,
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => {
-                    return Err(Error::Child {
-                        step: "wait for the test's child process",
-                        source: errno.into(),
-                    });
-                }
+                Err(errno) => return Err(waited(errno.into())),
             };
             for (&index, polled_fd) in polled.iter().zip(&poll_fds) {
                 if !polled_fd.any().unwrap_or(false) {
                     continue;
                 }
-                let read = nix::unistd::read(fds[index].as_fd(), &mut buffer);
-                match read {
+                match nix::unistd::read(fds[index].as_fd(), &mut buffer) {
                     Ok(0) | Err(_) => open[index] = false,
                     Ok(n) => match index {
                         0 => record.extend_from_slice(&buffer[..n]),
@@ -344,37 +410,31 @@ impl Streams {
                     },
                 }
             }
-            if !open.contains(&true) || (exited.is_some() && ready == 0) {
+            if !open.contains(&true) || (exited && ready == 0) {
                 break;
             }
-            if exited.is_none() {
-                exited = child.try_wait().map_err(|source| Error::Child {
-                    step: "wait for the test's child process",
-                    source,
-                })?;
+            // A helper closes the record last; what is left of the output is
+            // drained without waiting for a process the body left behind.
+            if self.harness.is_none() && !open[0] {
+                exited = true;
             }
-            if exited.is_none() && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if !exited {
+                exited = child.try_wait().map_err(waited)?.is_some();
+            }
+            if !exited && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 let _ = child.kill();
                 let _ = child.wait();
                 stdout.finish();
                 stderr.finish();
-                return Ok(None);
+                return Ok(Pumped::TimedOut);
             }
         }
         stdout.finish();
         stderr.finish();
-        let status = match exited {
-            Some(status) => status,
-            None => child.wait().map_err(|source| Error::Child {
-                step: "wait for the test's child process",
-                source,
-            })?,
-        };
-        Ok(Some((
-            status,
+        Ok(Pumped::Finished {
             record,
-            String::from_utf8_lossy(&harness).into_owned(),
-        )))
+            harness_output: String::from_utf8_lossy(&harness).into_owned(),
+        })
     }
 }
 

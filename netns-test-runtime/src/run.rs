@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::__private::{ShouldPanic, Test, TestError};
 use crate::error::Error;
+use crate::helper;
 use crate::mode::{self, Mode};
 use crate::netns::{NsId, ensure_isolated, private_sysfs, unshare_fresh};
 use crate::outcome::Outcome;
@@ -20,9 +21,13 @@ pub(crate) fn run(test: &Test) -> Result<(), TestError> {
         let outcome = process::run_child(test, marker);
         return conclude(test, outcome);
     }
+    if let Some(socket) = helper::helper_socket(name) {
+        helper::serve(socket);
+    }
     let outcome = match mode::selected().and_then(|mode| Ok((mode, timeout(test)?))) {
         Ok((Mode::Thread, timeout)) => run_thread(test, name, timeout),
         Ok((Mode::Process, timeout)) => process::run_parent(name, timeout),
+        Ok((Mode::Helper, timeout)) => helper::run_parent(test, name, timeout),
         Err(Error::Unavailable(diagnosis)) if skip_unavailable() => {
             return skip(test, name, &diagnosis.to_string());
         }

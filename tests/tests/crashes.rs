@@ -1,4 +1,5 @@
-//! Where the body runs in a child process, a crash, an exit or a hang fails
+//! Where the body runs in a child process (process mode, or a helper in
+//! helper mode), a crash, an exit or a hang fails
 //! that test alone, with a message that names what happened, and the other
 //! tests keep running and report their own results.
 
@@ -93,10 +94,20 @@ const CRASHES: [(&str, &str); 7] = [
 
 #[test]
 fn crashes_fail_only_their_own_test_in_process_mode() {
+    crashes_fail_only_their_own_test("process");
+}
+
+/// A crash takes its helper down with it; the next test gets a new helper.
+#[test]
+fn crashes_fail_only_their_own_test_in_helper_mode() {
+    crashes_fail_only_their_own_test("helper");
+}
+
+fn crashes_fail_only_their_own_test(mode: &str) {
     let report = run_fixtures(
         "fixture::",
         &["--ignored", "--test-threads=4"],
-        &[("NETNS_TEST_MODE", "process")],
+        &[("NETNS_TEST_MODE", mode)],
     );
     for (name, says) in CRASHES {
         let name = format!("fixture::{name}");

@@ -92,7 +92,7 @@ fn an_unknown_mode_is_an_error() {
     let output = report.failure_output("fixture::needs_a_namespace");
     assert!(
         output.contains(
-            "NETNS_TEST_MODE=\"threads\" is not understood; use `thread`, `process` or `auto`"
+            "NETNS_TEST_MODE=\"threads\" is not understood; use `thread`, `helper`, `process` or `auto`"
         ),
         "{output}"
     );

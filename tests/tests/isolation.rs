@@ -159,10 +159,12 @@ fn harness_never_moves_and_the_namespace_is_discarded() {
                 );
             }
         }
-        // Process mode: the body ran in a child process, which has exited.
+        // Helper or process mode: the body ran in another process.
         None => assert!(
-            std::env::var("NETNS_TEST_MODE").as_deref() == Ok("process")
-                || !netns_test_runtime::diagnose().thread_mode(),
+            matches!(
+                std::env::var("NETNS_TEST_MODE").as_deref(),
+                Ok("process" | "helper")
+            ) || !netns_test_runtime::diagnose().thread_mode(),
             "the body did not run in this process, yet thread mode was in use"
         ),
     }
