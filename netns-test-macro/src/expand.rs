@@ -161,9 +161,9 @@ impl Test {
             Param::ByRef => quote! { &#ns },
             Param::ByValue => quote! { #ns },
         };
-        let drop_unused = match self.param {
-            Param::None => quote! { ::core::mem::drop(#ns); },
-            _ => quote! {},
+        let (handle, take_handle) = match self.param {
+            Param::None => (false, quote! { ::core::mem::drop(#ns); }),
+            _ => (true, quote! { let #ns = #ns.into_netns(); }),
         };
         let call = if sig.asyncness.is_some() {
             let threads = match &self.args.threads {
@@ -212,8 +212,9 @@ impl Test {
                     should_panic: #should_panic,
                     timeout: #timeout,
                     sysfs: #sysfs,
+                    handle: #handle,
                     body: |#ns| {
-                        #drop_unused
+                        #take_handle
                         #krate::__private::report(#call)
                     },
                 };

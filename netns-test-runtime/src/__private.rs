@@ -22,8 +22,29 @@ pub struct Test {
     pub timeout: Option<Duration>,
     /// The attribute's `sysfs`: mount a sysfs of the test's namespace.
     pub sysfs: bool,
-    /// Runs the user's function with the handle to its namespace.
-    pub body: fn(NetNs) -> Result<(), TestError>,
+    /// Whether the function takes the handle to its namespace.
+    pub handle: bool,
+    /// Runs the user's function, with the handle when it takes one.
+    pub body: fn(Handle) -> Result<(), TestError>,
+}
+
+/// The handle to the test's namespace, given to a body that takes one.
+#[derive(Debug)]
+pub struct Handle(pub(crate) Option<NetNs>);
+
+impl Handle {
+    /// The handle. The runtime opens it whenever [`Test::handle`] is set.
+    ///
+    /// # Panics
+    ///
+    /// If the runtime did not open it: a bug in netns-test.
+    pub fn into_netns(self) -> NetNs {
+        self.0.unwrap_or_else(|| {
+            panic!(
+                "netns-test: the test takes its NetNs, but none was opened; please report this bug"
+            )
+        })
+    }
 }
 
 /// Mirrors `#[should_panic]`.

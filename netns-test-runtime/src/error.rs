@@ -57,11 +57,11 @@ pub enum Error {
     /// The body's thread was found in the harness's network namespace, so the
     /// body was not run.
     #[error(
-        "refusing to run the body: its thread is still in the harness's network namespace (inode {inode}), so it would touch the host's network; please report this as a bug"
+        "refusing to run the body: its thread is still in the harness's network namespace ({namespace}), so it would touch the host's network; please report this as a bug"
     )]
     NotIsolated {
-        /// The inode of the namespace the body would have shared.
-        inode: u64,
+        /// The namespace the body would have shared, by cookie or inode.
+        namespace: String,
     },
     /// A thread could not be started.
     #[error("start a thread for {purpose}: {source}")]

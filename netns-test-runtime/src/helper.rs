@@ -31,7 +31,7 @@ use nix::unistd::{getpid, getppid};
 
 use crate::__private::{TESTS, Test};
 use crate::error::Error;
-use crate::netns::{NsId, ensure_isolated, private_sysfs, unshare_fresh};
+use crate::netns::{NsKey, ensure_isolated, handle_if, private_sysfs, unshare_fresh};
 use crate::outcome::{Outcome, Record, started_frame};
 use crate::process::{Pumped, Streams, outcome_of, pipe, redirected, spawn_child};
 
@@ -93,11 +93,11 @@ fn run_once(test: &Test, name: &str, timeout: Option<Duration>) -> Result<Option
         Some(helper) => helper,
         None => spawn(name)?,
     };
-    let harness = NsId::of_this_thread()?;
+    let harness = NsKey::of_this_thread()?;
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
-    let payload = format!("{}:{}:{}", harness.dev, harness.ino, test.path);
+    let payload = format!("{}:{}", harness.encode(), test.path);
     let fds = [
         record_w.as_raw_fd(),
         stdout_w.as_raw_fd(),
@@ -251,14 +251,8 @@ fn serve_one(request: &str, mut record: File, stdout: OwnedFd, stderr: OwnedFd) 
     if record.write_all(&started_frame()).is_err() {
         return;
     }
-    let mut fields = request.splitn(3, ':');
-    let harness = fields.next().zip(fields.next()).and_then(|(dev, ino)| {
-        Some(NsId {
-            dev: dev.parse().ok()?,
-            ino: ino.parse().ok()?,
-        })
-    });
-    let path = fields.next().unwrap_or_default();
+    let (harness, path) = request.split_once(':').unwrap_or_default();
+    let harness = NsKey::decode(harness);
     let test = TESTS.iter().find(|test| test.path == path);
     let outcome = match (harness, test) {
         (Some(harness), Some(test)) => run_on_thread(test, harness, &stdout, &stderr),
@@ -272,7 +266,7 @@ fn serve_one(request: &str, mut record: File, stdout: OwnedFd, stderr: OwnedFd) 
 
 fn run_on_thread(
     test: &'static Test,
-    harness: NsId,
+    harness: NsKey,
     stdout: &OwnedFd,
     stderr: &OwnedFd,
 ) -> Outcome {
@@ -286,7 +280,8 @@ fn run_on_thread(
             .spawn_scoped(scope, || {
                 let prepared = unshare_fresh()
                     .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
-                    .and_then(|()| ensure_isolated(harness));
+                    .and_then(|()| ensure_isolated(harness))
+                    .and_then(|()| handle_if(test.handle));
                 match prepared {
                     Ok(ns) => redirected(stdout, stderr, || Outcome::of_body(test.body, ns)),
                     Err(error) => Outcome::Harness(error),

@@ -48,36 +48,51 @@ impl Requested {
     }
 }
 
-/// The mode for this process's tests, probed once.
+/// What the first thread-mode test of this process found: whether it could
+/// unshare `CLONE_NEWNET`. That test is the probe, so that a process that
+/// runs one test (as under nextest) makes one namespace, not two.
+static THREAD_MODE: OnceLock<Result<(), Errno>> = OnceLock::new();
+
+/// The mode for this process's tests. Thread mode is tried first (unless
+/// another mode is forced) by the test itself; once a test has found that it
+/// cannot unshare, the fallback is probed, once.
 pub(crate) fn selected() -> Result<Mode, Error> {
-    static SELECTED: OnceLock<Result<Mode, Diagnosis>> = OnceLock::new();
     let requested = Requested::from_env()?;
-    SELECTED
-        .get_or_init(|| select(requested))
-        .clone()
-        .map_err(Error::Unavailable)
+    match (requested, THREAD_MODE.get()) {
+        (Requested::Auto | Requested::Forced(Mode::Thread), None | Some(Ok(()))) => {
+            Ok(Mode::Thread)
+        }
+        (_, thread) => {
+            static FALLBACK: OnceLock<Result<Mode, Diagnosis>> = OnceLock::new();
+            let thread = thread.copied();
+            FALLBACK
+                .get_or_init(|| fallback(requested, thread))
+                .clone()
+                .map_err(Error::Unavailable)
+        }
+    }
 }
 
-fn select(requested: Requested) -> Result<Mode, Diagnosis> {
-    let (thread, process) = match requested {
-        Requested::Forced(Mode::Thread) => (Some(probe_thread()), None),
-        Requested::Forced(mode @ (Mode::Process | Mode::Helper)) => {
-            return match probe_process() {
-                Ok(()) => Ok(mode),
-                Err(errno) => Err(Diagnosis::gather(requested, None, Some(Err(errno)))),
-            };
-        }
-        Requested::Auto => match probe_thread() {
-            Ok(()) => return Ok(Mode::Thread),
-            Err(thread) => (Some(Err(thread)), Some(probe_process())),
-        },
+/// Records what a thread-mode test found when it unshared its namespace;
+/// returns whether thread mode is now known not to work here. A failure
+/// after thread mode has worked is the test's own error, not the machine's.
+pub(crate) fn thread_mode_found(result: Result<(), Errno>) -> bool {
+    let _ = THREAD_MODE.set(result);
+    matches!(THREAD_MODE.get(), Some(Err(_)))
+}
+
+/// The mode when thread mode failed with `thread`, or was not asked for.
+fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<Mode, Diagnosis> {
+    let process = match requested {
+        Requested::Forced(Mode::Thread) => None,
+        _ => Some(probe_process()),
     };
-    match (thread, process) {
-        (Some(Ok(())), _) => Ok(Mode::Thread),
+    match (requested, process) {
+        (Requested::Forced(mode @ (Mode::Process | Mode::Helper)), Some(Ok(()))) => Ok(mode),
         // Rootless: the helper is as isolated as a process per test for
         // everything but a crash, and several times faster.
         (_, Some(Ok(()))) => Ok(Mode::Helper),
-        (thread, process) => Err(Diagnosis::gather(requested, thread, process)),
+        (_, process) => Err(Diagnosis::gather(requested, thread, process)),
     }
 }
 

@@ -142,6 +142,36 @@ fn parse_datagram(
     Ok(messages)
 }
 
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`),
+/// unique among all namespaces since boot.
+pub(crate) fn netns_cookie() -> Result<u64, NetlinkError> {
+    let socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as nix::libc::socklen_t;
+    // SAFETY: `cookie` and `len` are valid for writes, `len` holds the size
+    // of `cookie`, and the socket is open.
+    let done = unsafe {
+        nix::libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            nix::libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if done != 0 {
+        return Err(NetlinkError::Kernel(Errno::last()));
+    }
+    Ok(cookie)
+}
+
+/// `SO_NETNS_COOKIE` (Linux 5.14), from `asm/socket.h`; libc does not
+/// export it for every target.
+#[cfg(target_arch = "sparc64")]
+const SO_NETNS_COOKIE: nix::libc::c_int = 0x0050;
+#[cfg(not(target_arch = "sparc64"))]
+const SO_NETNS_COOKIE: nix::libc::c_int = 71;
+
 /// Brings `lo` up in the calling thread's network namespace.
 pub(crate) fn loopback_up() -> Result<(), Error> {
     let netlink = |source| Error::Netlink {

@@ -11,7 +11,9 @@ use std::thread::{self, JoinHandle};
 
 use nix::sched::{CloneFlags, setns, unshare};
 
-use crate::error::Error;
+use nix::errno::Errno;
+
+use crate::error::{Error, NetlinkError};
 use crate::netlink;
 
 /// The calling thread's network namespace, as `/proc` names it.
@@ -24,30 +26,86 @@ pub(crate) struct NsId {
     pub(crate) ino: u64,
 }
 
-impl NsId {
-    /// The network namespace of the calling thread.
+/// What tells the calling thread's network namespace from another, cheaply:
+/// the cookie the kernel gives every network namespace (`SO_NETNS_COOKIE`,
+/// Linux 5.14), read from a socket made on the thread; on older kernels, the
+/// inode of its nsfs file. The nsfs file is avoided where possible because
+/// the kernel builds an inode for a fresh namespace the first time anyone
+/// opens or even stats it, which costs about a fifth of the namespace itself
+/// (the benchmark measured about 55 µs against a floor of about 300 µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NsKey {
+    Cookie(u64),
+    Inode(NsId),
+}
+
+impl NsKey {
+    /// The key of the calling thread's network namespace.
     pub(crate) fn of_this_thread() -> Result<Self, Error> {
-        let metadata = std::fs::metadata(THREAD_NETNS).map_err(|source| Error::Proc {
-            step: "read the calling thread's network namespace",
-            path: THREAD_NETNS.into(),
-            source,
-        })?;
-        Ok(NsId {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-        })
+        match netlink::netns_cookie() {
+            Ok(cookie) => Ok(NsKey::Cookie(cookie)),
+            Err(NetlinkError::Kernel(Errno::ENOPROTOOPT)) => {
+                let metadata = std::fs::metadata(THREAD_NETNS).map_err(|source| Error::Proc {
+                    step: "read the calling thread's network namespace",
+                    path: THREAD_NETNS.into(),
+                    source,
+                })?;
+                Ok(NsKey::Inode(NsId {
+                    dev: metadata.dev(),
+                    ino: metadata.ino(),
+                }))
+            }
+            Err(source) => Err(Error::Netlink {
+                operation: "read the cookie of the calling thread's network namespace".into(),
+                source,
+            }),
+        }
+    }
+
+    /// `c<cookie>` or `i<dev>.<ino>`, for a child process.
+    pub(crate) fn encode(&self) -> String {
+        match self {
+            NsKey::Cookie(cookie) => format!("c{cookie}"),
+            NsKey::Inode(id) => format!("i{}.{}", id.dev, id.ino),
+        }
+    }
+
+    pub(crate) fn decode(text: &str) -> Option<Self> {
+        if let Some(cookie) = text.strip_prefix('c') {
+            return cookie.parse().ok().map(NsKey::Cookie);
+        }
+        let (dev, ino) = text.strip_prefix('i')?.split_once('.')?;
+        Some(NsKey::Inode(NsId {
+            dev: dev.parse().ok()?,
+            ino: ino.parse().ok()?,
+        }))
+    }
+}
+
+impl std::fmt::Display for NsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NsKey::Cookie(cookie) => write!(f, "cookie {cookie}"),
+            NsKey::Inode(id) => write!(f, "inode {}", id.ino),
+        }
     }
 }
 
 /// Fails closed unless the calling thread is outside the harness's namespace.
 ///
 /// Every mode calls this immediately before it runs a body.
-pub(crate) fn ensure_isolated(harness: NsId) -> Result<NetNs, Error> {
-    let ns = NetNs::current()?;
-    if ns.id == harness {
-        return Err(Error::NotIsolated { inode: harness.ino });
+pub(crate) fn ensure_isolated(harness: NsKey) -> Result<(), Error> {
+    if NsKey::of_this_thread()? == harness {
+        return Err(Error::NotIsolated {
+            namespace: harness.to_string(),
+        });
     }
-    Ok(ns)
+    Ok(())
+}
+
+/// The handle a test that asked for one gets: opening it costs an nsfs inode.
+pub(crate) fn handle_if(wanted: bool) -> Result<Option<NetNs>, Error> {
+    wanted.then(NetNs::current).transpose()
 }
 
 /// Gives the calling thread a private mount namespace in which `/sys` is a
@@ -328,4 +386,38 @@ impl Drop for EnterGuard<'_> {
 /// Runs `body` and catches its panic, so that every mode reports it the same way.
 pub(crate) fn catch<T>(body: impl FnOnce() -> T) -> thread::Result<T> {
     panic::catch_unwind(AssertUnwindSafe(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check every mode makes before running a body refuses a thread
+    /// that is in the harness's namespace.
+    #[test]
+    fn the_isolation_check_fails_closed() {
+        let here = NsKey::of_this_thread().expect("this thread's key");
+        let refused = ensure_isolated(here).expect_err("the same namespace must be refused");
+        assert!(matches!(refused, Error::NotIsolated { .. }), "{refused}");
+        assert!(
+            refused.to_string().starts_with("refusing to run the body"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn keys_survive_the_trip() {
+        for key in [
+            NsKey::Cookie(12345),
+            NsKey::Inode(NsId {
+                dev: 4,
+                ino: 4026531840,
+            }),
+        ] {
+            assert_eq!(NsKey::decode(&key.encode()), Some(key));
+        }
+        for bad in ["", "c", "x1", "i4", "i4.x", "c-1"] {
+            assert_eq!(NsKey::decode(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::any::Any;
 
-use crate::__private::TestError;
+use crate::__private::{Handle, TestError};
 use crate::error::Error;
 use crate::netns::{NetNs, catch};
 
@@ -23,9 +23,9 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// Runs a body with the handle to its namespace.
-    pub(crate) fn of_body(body: fn(NetNs) -> Result<(), TestError>, ns: NetNs) -> Outcome {
-        match catch(|| body(ns)) {
+    /// Runs a body, with the handle to its namespace when it takes one.
+    pub(crate) fn of_body(body: fn(Handle) -> Result<(), TestError>, ns: Option<NetNs>) -> Outcome {
+        match catch(|| body(Handle(ns))) {
             Ok(Ok(())) => Outcome::Passed,
             Ok(Err(error)) => Outcome::Returned(error.into_debug()),
             Err(payload) => Outcome::Panicked(payload),
@@ -160,9 +160,11 @@ mod tests {
         };
         assert_eq!(panic_message(payload.as_ref()), None);
 
-        let record = round_trip(Outcome::Harness(Error::NotIsolated { inode: 7 }));
+        let record = round_trip(Outcome::Harness(Error::NotIsolated {
+            namespace: "cookie 7".into(),
+        }));
         assert!(
-            matches!(record.outcome, Some(Outcome::Harness(Error::InChild { message })) if message.contains("inode 7"))
+            matches!(record.outcome, Some(Outcome::Harness(Error::InChild { message })) if message.contains("cookie 7"))
         );
     }
 

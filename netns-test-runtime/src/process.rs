@@ -24,7 +24,7 @@ use nix::unistd::{dup, dup2_stderr, dup2_stdout, getpid, getppid, pipe2};
 use crate::__private::Test;
 use crate::error::{ChildEnded, Error};
 use crate::netlink;
-use crate::netns::{NsId, ensure_isolated, private_sysfs};
+use crate::netns::{NsKey, ensure_isolated, handle_if, private_sysfs};
 use crate::outcome::{Outcome, Record, started_frame};
 use crate::userns::UsernsSetup;
 
@@ -43,7 +43,7 @@ pub(crate) struct Marker {
     stdout: RawFd,
     stderr: RawFd,
     /// The parent's harness namespace, which the body must not be in.
-    harness: NsId,
+    harness: NsKey,
     /// The test's libtest name.
     name: String,
 }
@@ -51,34 +51,26 @@ pub(crate) struct Marker {
 impl Marker {
     fn encode(&self) -> String {
         format!(
-            "{}:{}:{}:{}:{}:{}:{}",
+            "{}:{}:{}:{}:{}:{}",
             self.parent,
             self.record,
             self.stdout,
             self.stderr,
-            self.harness.dev,
-            self.harness.ino,
+            self.harness.encode(),
             self.name
         )
     }
 
     fn decode(text: &str) -> Option<Marker> {
-        let mut fields = text.splitn(7, ':');
+        let mut fields = text.splitn(6, ':');
         let mut number = || fields.next()?.parse::<u64>().ok();
-        let (parent, record, stdout, stderr, dev, ino) = (
-            number()?,
-            number()?,
-            number()?,
-            number()?,
-            number()?,
-            number()?,
-        );
+        let (parent, record, stdout, stderr) = (number()?, number()?, number()?, number()?);
         Some(Marker {
             parent: parent.try_into().ok()?,
             record: record.try_into().ok()?,
             stdout: stdout.try_into().ok()?,
             stderr: stderr.try_into().ok()?,
-            harness: NsId { dev, ino },
+            harness: NsKey::decode(fields.next()?)?,
             name: fields.next()?.to_owned(),
         })
     }
@@ -118,7 +110,8 @@ pub(crate) fn run_child(test: &Test, marker: Marker) -> Outcome {
     }
     let prepared = netlink::loopback_up()
         .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
-        .and_then(|()| ensure_isolated(marker.harness));
+        .and_then(|()| ensure_isolated(marker.harness))
+        .and_then(|()| handle_if(test.handle));
     let outcome = match prepared {
         Err(error) => Outcome::Harness(error),
         Ok(ns) => redirected(&stdout, &stderr, || Outcome::of_body(test.body, ns)),
@@ -166,7 +159,7 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
 }
 
 fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Error> {
-    let harness = NsId::of_this_thread()?;
+    let harness = NsKey::of_this_thread()?;
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
@@ -471,6 +464,7 @@ impl<F: FnMut(&str)> Lines<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netns::NsId;
 
     #[test]
     fn the_marker_survives_the_trip() {
@@ -479,15 +473,21 @@ mod tests {
             record: 5,
             stdout: 6,
             stderr: 7,
-            harness: NsId {
-                dev: 4,
-                ino: 4026531840,
-            },
+            harness: NsKey::Cookie(4026531840),
             name: "outer::inner::a_test".into(),
         };
         assert_eq!(Marker::decode(&marker.encode()), Some(marker));
+        let by_inode = Marker {
+            harness: NsKey::Inode(NsId {
+                dev: 4,
+                ino: 4026531840,
+            }),
+            ..Marker::decode("1:5:6:7:c1:t").expect("a marker")
+        };
+        assert_eq!(Marker::decode(&by_inode.encode()), Some(by_inode));
         assert_eq!(Marker::decode("1:2:3"), None);
-        assert_eq!(Marker::decode("x:5:6:7:4:9:name"), None);
+        assert_eq!(Marker::decode("x:5:6:7:c4:name"), None);
+        assert_eq!(Marker::decode("1:5:6:7:4.9:name"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::__private::{ShouldPanic, Test, TestError};
 use crate::error::Error;
 use crate::helper;
 use crate::mode::{self, Mode};
-use crate::netns::{NsId, ensure_isolated, private_sysfs, unshare_fresh};
+use crate::netns::{NsKey, ensure_isolated, handle_if, private_sysfs, unshare_fresh};
 use crate::outcome::Outcome;
 use crate::process::{self, Marker};
 
@@ -25,7 +25,17 @@ pub(crate) fn run(test: &Test) -> Result<(), TestError> {
         helper::serve(socket);
     }
     let outcome = match mode::selected().and_then(|mode| Ok((mode, timeout(test)?))) {
-        Ok((Mode::Thread, timeout)) => run_thread(test, name, timeout),
+        Ok((Mode::Thread, timeout)) => match run_thread(test, name, timeout) {
+            // The body has not run, and thread mode does not work here: the
+            // test goes to the fallback mode, which `selected` now returns.
+            Outcome::Harness(Error::Unshare { source }) if mode::thread_mode_found(Err(source)) => {
+                return run(test);
+            }
+            outcome => {
+                mode::thread_mode_found(Ok(()));
+                outcome
+            }
+        },
         Ok((Mode::Process, timeout)) => process::run_parent(name, timeout),
         Ok((Mode::Helper, timeout)) => helper::run_parent(test, name, timeout),
         Err(Error::Unavailable(diagnosis)) if skip_unavailable() => {
@@ -93,16 +103,17 @@ fn skip(test: &Test, name: &str, why: &str) -> Result<(), TestError> {
 /// Thread mode: the body runs on a thread of its own, named like the test,
 /// that has unshared its network namespace.
 fn run_thread(test: &Test, name: &str, timeout: Option<Duration>) -> Outcome {
-    let harness = match NsId::of_this_thread() {
+    let harness = match NsKey::of_this_thread() {
         Ok(harness) => harness,
         Err(error) => return Outcome::Harness(error),
     };
-    let (body, sysfs) = (test.body, test.sysfs);
+    let (body, sysfs, handle) = (test.body, test.sysfs, test.handle);
     let (done, outcome) = mpsc::sync_channel(1);
     let spawned = thread::Builder::new().name(name.to_owned()).spawn(move || {
         let prepared = unshare_fresh()
             .and_then(|()| if sysfs { private_sysfs() } else { Ok(()) })
-            .and_then(|()| ensure_isolated(harness));
+            .and_then(|()| ensure_isolated(harness))
+            .and_then(|()| handle_if(handle));
         let outcome = match prepared {
             Ok(ns) => Outcome::of_body(body, ns),
             Err(error) => Outcome::Harness(error),
