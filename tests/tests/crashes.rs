@@ -63,6 +63,12 @@ mod fixture {
 
     #[netns_test]
     #[ignore = "fixture"]
+    fn hangs_without_a_timeout_of_its_own() {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
     fn survives() {
         std::thread::sleep(std::time::Duration::from_millis(200));
         std::net::TcpListener::bind("127.0.0.1:80").expect("bind in the survivor");
@@ -106,7 +112,12 @@ fn crashes_fail_only_their_own_test_in_helper_mode() {
 fn crashes_fail_only_their_own_test(mode: &str) {
     let report = run_fixtures(
         "fixture::",
-        &["--ignored", "--test-threads=4"],
+        &[
+            "--ignored",
+            "--test-threads=4",
+            "--skip",
+            "hangs_without_a_timeout",
+        ],
         &[("NETNS_TEST_MODE", mode)],
     );
     for (name, says) in CRASHES {
@@ -124,7 +135,23 @@ fn crashes_fail_only_their_own_test(mode: &str) {
         "{}",
         report.output
     );
-    assert_eq!(report.status.len(), CRASHES.len() + 1);
+    assert_eq!(report.status.len(), CRASHES.len() + 1, "{}", report.output);
+}
+
+/// `NETNS_TEST_TIMEOUT` is the timeout of tests that set none, in every mode.
+#[test]
+fn the_default_timeout_comes_from_the_environment() {
+    for mode in ["process", "helper", "auto"] {
+        let report = run_fixtures(
+            "fixture::hangs_without_a_timeout_of_its_own",
+            &["--ignored", "--exact"],
+            &[("NETNS_TEST_MODE", mode), ("NETNS_TEST_TIMEOUT", "200ms")],
+        );
+        let name = "fixture::hangs_without_a_timeout_of_its_own";
+        assert_eq!(report.status(name), "FAILED", "{mode}: {}", report.output);
+        let output = report.failure_output(name);
+        assert!(output.contains("timed out after 200ms"), "{mode}: {output}");
+    }
 }
 
 /// In thread mode a body cannot be killed: the test fails at its timeout and

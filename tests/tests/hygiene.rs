@@ -50,3 +50,29 @@ fn should_panic() {
 async fn async_with_threads(ns: &netns_test_runtime::NetNs) {
     ::std::assert!(ns.inode() > 0);
 }
+
+/// A doc comment stays, and a `#[test]` already present is not duplicated:
+/// two would define the test twice, which does not compile.
+#[netns_test]
+#[::core::prelude::v1::test]
+fn with_its_own_test_attribute() {}
+
+/// The body runs on a thread named like the test, as libtest names its own,
+/// in every mode: panic messages name the test.
+#[netns_test]
+fn the_body_thread_is_named_like_the_test() {
+    ::std::assert_eq!(
+        ::std::thread::current().name(),
+        ::core::option::Option::Some("the_body_thread_is_named_like_the_test")
+    );
+}
+
+mod nested {
+    #[netns_test_runtime::netns_test]
+    fn in_a_module() {
+        ::std::assert_eq!(
+            ::std::thread::current().name(),
+            ::core::option::Option::Some("nested::in_a_module")
+        );
+    }
+}
