@@ -4,8 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use crate::netns::NetNs;
 pub use linkme;
+
+use crate::netns::NetNs;
 
 /// Every `#[netns_test]` of the binary, for the helper process to find by path.
 #[linkme::distributed_slice]

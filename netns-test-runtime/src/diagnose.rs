@@ -33,7 +33,7 @@ pub struct Diagnosis {
 ///
 /// # Errors
 ///
-/// [`Error::Unavailable`] when no mode works, or [`Error::BadEnv`].
+/// [`crate::Error::Unavailable`] when no mode works, or [`crate::Error::BadEnv`].
 pub fn selected_mode() -> Result<&'static str, crate::Error> {
     crate::mode::selected().map(|mode| match mode {
         Mode::Thread => "thread",

@@ -58,13 +58,19 @@
 //! - **thread mode**: CAP_SYS_ADMIN (e.g. root). The body runs on a thread of
 //!   the test process that [unshare(2)]s `CLONE_NEWNET`; the thread's exit
 //!   discards the namespace.
+//! - **helper mode**: unprivileged user namespaces. Long-lived helper
+//!   processes, the test binary run again inside a new user namespace
+//!   ([user_namespaces(7)]), run each body on a thread of their own that
+//!   unshares a fresh network namespace, one test at a time per helper.
 //! - **process mode**: unprivileged user namespaces. The test binary runs
-//!   itself again for just this test, inside a new user and network namespace
-//!   ([user_namespaces(7)]), and reports the child's outcome as its own.
+//!   itself again for just this test, inside a new user and network
+//!   namespace, and reports the child's outcome as its own: nothing is shared
+//!   between tests, at a fork and exec per test.
 //!
-//! Thread mode is used where it works, process mode otherwise. When neither
-//! works, the test fails with the causes found and their remedies;
-//! [`diagnose`] and the `doctor` example print the same report.
+//! Thread mode is used where it works, helper mode otherwise;
+//! `NETNS_TEST_MODE` forces one. When none works, the test fails with the
+//! causes found and their remedies; [`diagnose`] and the `doctor` example
+//! print the same report.
 //!
 //! # Options
 //!
@@ -74,7 +80,7 @@
 //! - `#[netns_test(sysfs)]`: give the test a private mount namespace with a
 //!   sysfs of its network namespace on `/sys`.
 //! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
-//! - `NETNS_TEST_MODE=thread|process`: force a mode.
+//! - `NETNS_TEST_MODE=thread|helper|process`: force a mode.
 //! - `NETNS_TEST_TIMEOUT=30s`: the default timeout.
 //! - `NETNS_TEST_UNAVAILABLE=skip`: pass, with a loud line, the tests that
 //!   cannot get a namespace, instead of failing them.

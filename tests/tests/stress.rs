@@ -7,6 +7,16 @@ use std::time::Duration;
 use netns_test_runtime::{NetNs, netns_test};
 use netns_test_tests::{links_and_addresses, run_fixtures};
 
+/// The stress tests measure this whole process, so they must not overlap:
+/// libtest runs the tests of one binary in parallel.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn scale() -> usize {
     std::env::var("NETNS_TEST_STRESS")
         .ok()
@@ -151,6 +161,7 @@ mod fixture {
 
 #[test]
 fn namespaces_come_and_go() {
+    let _alone = alone();
     let host = links_and_addresses();
     fixture::two_thousand_namespaces();
     assert_eq!(links_and_addresses(), host);
@@ -159,6 +170,7 @@ fn namespaces_come_and_go() {
 /// 500 netns tests, run by libtest in one binary, all pass.
 #[test]
 fn five_hundred_tests_in_one_binary() {
+    let _alone = alone();
     let host = links_and_addresses();
     let report = run_fixtures("fixture::many::", &["--ignored"], &[]);
     assert_eq!(report.status.len(), 500, "{}", report.output);
@@ -174,6 +186,7 @@ fn five_hundred_tests_in_one_binary() {
 /// leave its descriptors, threads and memory where they were.
 #[test]
 fn five_hundred_tests_leave_nothing_in_the_harness() {
+    let _alone = alone();
     let tests = fixture::many::all();
     assert_eq!(tests.len(), 500);
     let run_all = || {
