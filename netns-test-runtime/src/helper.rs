@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Child;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -174,9 +174,48 @@ fn run_once(test: &Test, name: &str, timeout: Option<Duration>) -> Result<Option
     )))
 }
 
-/// Starts a helper: the test binary, run again for the test `name`, whose
-/// body then serves requests instead of running.
+/// Starts a helper, on the spawner thread: a helper dies with the thread
+/// that forked it (`PR_SET_PDEATHSIG`), and that thread lives as long as
+/// this process, so helpers outlive the test that started them but never
+/// the test binary.
 fn spawn(name: &str) -> Result<Helper, Error> {
+    type Request = (String, mpsc::SyncSender<Result<Helper, Error>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let unavailable = |_| Error::SpawnThread {
+        purpose: "starting helper processes",
+        source: std::io::Error::other("the spawner thread is gone"),
+    };
+    let spawner = match SPAWNER.get() {
+        Some(spawner) => spawner,
+        None => {
+            let (requests, incoming) = mpsc::channel::<Request>();
+            thread::Builder::new()
+                .name("netns-test-helpers".into())
+                .spawn(move || {
+                    for (name, reply) in incoming {
+                        let _ = reply.send(spawn_here(&name));
+                    }
+                })
+                .map_err(|source| Error::SpawnThread {
+                    purpose: "starting helper processes",
+                    source,
+                })?;
+            // Another test may have started one meanwhile; then this one
+            // ends at once, its channel dropped.
+            SPAWNER.get_or_init(|| Mutex::new(requests))
+        }
+    };
+    let (reply, spawned) = mpsc::sync_channel(1);
+    spawner
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((name.to_owned(), reply))
+        .map_err(|_| unavailable(()))?;
+    spawned.recv().map_err(|_| unavailable(()))?
+}
+
+/// Starts a helper from the calling thread.
+fn spawn_here(name: &str) -> Result<Helper, Error> {
     let (socket, helper_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,

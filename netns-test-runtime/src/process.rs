@@ -211,7 +211,8 @@ fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Erro
 
 /// Starts the test binary again for the test `name`, inside a new user and
 /// network namespace, with `inherited` descriptors left open across exec and
-/// the child's own harness output sent to `harness` (or nowhere).
+/// the child's own harness output sent to `harness` (or nowhere). The child
+/// is killed when the calling thread ends.
 pub(crate) fn spawn_child(
     name: &str,
     (marker, value): (&str, String),
@@ -256,6 +257,7 @@ pub(crate) fn spawn_child(
                 return Err(io::Error::last_os_error());
             }
         }
+        setup.die_with_parent()?;
         setup.enter()
     };
     // SAFETY: `enter` is async-signal-safe: it makes system calls only, on

@@ -4,7 +4,7 @@ use std::ffi::CStr;
 use std::io;
 
 use nix::libc;
-use nix::unistd::{getgid, getuid};
+use nix::unistd::{getgid, getpid, getuid};
 
 /// What a child needs to become root of a new user namespace, prepared before
 /// the fork so that the child only makes system calls.
@@ -12,6 +12,8 @@ use nix::unistd::{getgid, getuid};
 pub(crate) struct UsernsSetup {
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
+    /// The parent's pid, to tie the child's life to the parent's.
+    parent: libc::pid_t,
 }
 
 impl UsernsSetup {
@@ -20,7 +22,23 @@ impl UsernsSetup {
         UsernsSetup {
             uid_map: format!("0 {} 1\n", getuid()).into_bytes(),
             gid_map: format!("0 {} 1\n", getgid()).into_bytes(),
+            parent: getpid().as_raw(),
         }
+    }
+
+    /// Asks the kernel to kill this child with SIGKILL when the thread that
+    /// forked it ends, so that no test process outlives the test binary, and
+    /// fails if the parent is gone already. Async-signal-safe, like `enter`.
+    pub(crate) fn die_with_parent(&self) -> io::Result<()> {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getppid(2) has no arguments and cannot fail.
+        if unsafe { libc::getppid() } != self.parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
     }
 
     /// Moves the calling process into a new user and network namespace, and

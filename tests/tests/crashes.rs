@@ -189,3 +189,74 @@ fn thread_mode_timeout_says_the_thread_was_left_running() {
         assert!(output.contains("lacks CAP_SYS_ADMIN"), "{output}");
     }
 }
+
+/// The processes whose parent is `pid`, and whether each has exited.
+fn children_of(pid: u32) -> Vec<(u32, bool)> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        if fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(pid) {
+            children.push((child, fields[0] == "Z"));
+        }
+    }
+    children
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// A test binary killed in the middle of a test leaves no child process of
+/// netns-test behind: the kernel kills them with it.
+#[test]
+fn nothing_outlives_a_killed_test_binary() {
+    for mode in ["process", "helper"] {
+        let mut binary = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args([
+                "fixture::hangs_without_a_timeout_of_its_own",
+                "--exact",
+                "--ignored",
+            ])
+            .env("NETNS_TEST_MODE", mode)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the fixture binary");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let children = loop {
+            let children = children_of(binary.id());
+            if !children.is_empty() {
+                break children;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode}: no child process appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        binary.kill().expect("kill the fixture binary");
+        binary.wait().expect("reap it");
+        for (child, _) in children {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while alive(child) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{mode}: child {child} outlived its test binary"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
