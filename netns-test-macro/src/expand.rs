@@ -396,3 +396,91 @@ fn should_panic_meta(meta: &Meta, krate: &TokenStream) -> Option<TokenStream> {
         None => quote! { #krate::__private::ShouldPanic::Yes },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: &str, item: &str) -> String {
+        let args: TokenStream = args.parse().expect("arguments");
+        let item: TokenStream = item.parse().expect("an item");
+        netns_test(args, item).to_string()
+    }
+
+    #[test]
+    fn a_plain_test_gets_one_test_attribute() {
+        let expanded = expand("", "fn t() { body(); }");
+        assert_eq!(
+            expanded.matches(":: core :: prelude :: v1 :: test").count(),
+            1,
+            "{expanded}"
+        );
+        assert!(expanded.contains("fn t ()"), "{expanded}");
+        assert!(expanded.contains("body ()"), "{expanded}");
+        assert!(
+            expanded.contains(":: netns_test_runtime :: __private :: run :: < () >"),
+            "{expanded}"
+        );
+        assert!(expanded.contains("handle : false"), "{expanded}");
+        assert!(!expanded.contains("compile_error"), "{expanded}");
+    }
+
+    #[test]
+    fn an_existing_test_attribute_is_kept_and_not_added() {
+        let expanded = expand("", "#[test] fn t() {}");
+        assert_eq!(expanded.matches("# [test]").count(), 1, "{expanded}");
+        assert!(!expanded.contains("prelude :: v1 :: test"), "{expanded}");
+    }
+
+    #[test]
+    fn attributes_stay_and_should_panic_reaches_the_runtime() {
+        let expanded = expand(
+            "",
+            "/// docs\n#[ignore = \"slow\"] #[should_panic(expected = \"boom\")] fn t() {}",
+        );
+        assert!(expanded.contains("# [doc = \" docs\"]"), "{expanded}");
+        assert!(expanded.contains("# [ignore = \"slow\"]"), "{expanded}");
+        assert!(
+            expanded.contains("# [should_panic (expected = \"boom\")]"),
+            "{expanded}"
+        );
+        assert!(
+            expanded.contains("ShouldPanic :: WithMessage (\"boom\")"),
+            "{expanded}"
+        );
+    }
+
+    #[test]
+    fn a_result_test_returns_the_runtime_error_type() {
+        let expanded = expand("", "fn t() -> std::io::Result<()> { Ok(()) }");
+        assert!(
+            expanded.contains("-> :: core :: result :: Result < () , :: netns_test_runtime :: __private :: TestError >"),
+            "{expanded}"
+        );
+    }
+
+    #[test]
+    fn arguments_reach_the_runtime_and_crate_is_honoured() {
+        let expanded = expand(
+            "threads = 2, timeout = \"3s\", sysfs, crate = \"my::netns\"",
+            "async fn t(ns: &NetNs) {}",
+        );
+        assert!(
+            expanded.contains("my :: netns :: __private :: block_on"),
+            "{expanded}"
+        );
+        assert!(expanded.contains("Some (2usize)"), "{expanded}");
+        assert!(expanded.contains("from_millis (3000u64)"), "{expanded}");
+        assert!(expanded.contains("sysfs : true"), "{expanded}");
+        assert!(expanded.contains("handle : true"), "{expanded}");
+        assert!(!expanded.contains("netns_test_runtime"), "{expanded}");
+    }
+
+    #[test]
+    fn an_error_keeps_the_function_and_adds_no_test() {
+        let expanded = expand("bogus", "fn t() {}");
+        assert!(expanded.contains("compile_error"), "{expanded}");
+        assert!(expanded.contains("fn t ()"), "{expanded}");
+        assert!(!expanded.contains("prelude :: v1 :: test"), "{expanded}");
+    }
+}
