@@ -582,7 +582,9 @@ impl NetNs {
     }
 
     /// Reads a sysctl under `net.*` in this namespace, e.g.
-    /// `net.ipv4.ip_forward`, without its trailing newline.
+    /// `net.ipv4.ip_forward`, without its trailing newline. As in sysctl(8),
+    /// a `/` stands for a `.` in an interface name:
+    /// `net.ipv4.conf.eth0/100.forwarding`.
     ///
     /// The file is opened on a thread inside the namespace: the files under
     /// `/proc/sys/net` (like `/proc/self/net`) show the namespace of the
@@ -618,19 +620,25 @@ impl NetNs {
     }
 }
 
+/// The file of a `net.*` sysctl. As in sysctl(8), a `/` in a name stands for
+/// a `.` in the file's path, for interface names such as `eth0.100`:
+/// `net.ipv4.conf.eth0/100.forwarding`.
 fn sysctl_path(name: &str) -> Result<String, Error> {
-    let plain = name.split('.').all(|part| {
+    let parts: Vec<String> = name.split('.').map(|part| part.replace('/', ".")).collect();
+    let plain = parts.iter().all(|part| {
         !part.is_empty()
+            && part != "."
+            && part != ".."
             && part
                 .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
     });
-    if !name.starts_with("net.") || !plain {
+    if parts.first().map(String::as_str) != Some("net") || parts.len() < 2 || !plain {
         return Err(Error::BadSysctl {
             name: name.to_owned(),
         });
     }
-    Ok(format!("/proc/sys/{}", name.replace('.', "/")))
+    Ok(format!("/proc/sys/{}", parts.join("/")))
 }
 
 fn family(address: IpAddr) -> AddressFamily {
@@ -690,7 +698,13 @@ mod tests {
             sysctl_path("net.ipv6.conf.veth-a0.forwarding").unwrap(),
             "/proc/sys/net/ipv6/conf/veth-a0/forwarding"
         );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/100.forwarding").unwrap(),
+            "/proc/sys/net/ipv4/conf/eth0.100/forwarding"
+        );
         for bad in [
+            "net.ipv4.conf.//.x",
+            "net./.x",
             "kernel.hostname",
             "net",
             "net..x",

@@ -239,6 +239,10 @@ fn sysctls_belong_to_the_namespace(ns: &NetNs) {
     ns.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
     assert_eq!(ns.sysctl("net.ipv4.ip_forward").unwrap(), "1");
     assert_eq!(other.sysctl("net.ipv4.ip_forward").unwrap(), "0");
+    // A `/` stands for a `.` in an interface name, as in sysctl(8).
+    ns.add_veth("v0.5", ns, "v1").unwrap();
+    ns.set_sysctl("net.ipv4.conf.v0/5.forwarding", "1").unwrap();
+    assert_eq!(ns.sysctl("net.ipv4.conf.v0/5.forwarding").unwrap(), "1");
     // And from this thread, which is in `ns`.
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
