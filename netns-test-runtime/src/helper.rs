@@ -266,13 +266,11 @@ pub(crate) fn serve(socket: RawFd) -> ! {
         let mut fds = Vec::new();
         for control in message.cmsgs().into_iter().flatten() {
             if let ControlMessageOwned::ScmRights(received) = control {
-                // SAFETY: SCM_RIGHTS installed these descriptors in this
-                // process for this message; each is owned once, here.
-                fds.extend(
-                    received
-                        .into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
+                for fd in received {
+                    // SAFETY: SCM_RIGHTS installed this descriptor in this
+                    // process for this message; it is owned once, here.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
             }
         }
         let bytes = message.bytes;
@@ -309,10 +307,7 @@ fn run_on_thread(
     stdout: &OwnedFd,
     stderr: &OwnedFd,
 ) -> Outcome {
-    let name = test
-        .path
-        .split_once("::")
-        .map_or(test.path, |(_, rest)| rest);
+    let name = crate::run::test_name(test.path);
     thread::scope(|scope| {
         let spawned = thread::Builder::new()
             .name(name.to_owned())

@@ -47,7 +47,7 @@ pub(crate) fn run(test: &Test) -> Result<(), TestError> {
 }
 
 /// libtest's name for a test: its path without the crate's name.
-fn test_name(path: &str) -> &str {
+pub(crate) fn test_name(path: &str) -> &str {
     path.split_once("::").map_or(path, |(_, rest)| rest)
 }
 
