@@ -292,8 +292,8 @@ impl NetNs {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let fd = self.fd.try_clone().map_err(|source| Error::Child {
-            step: "duplicate the namespace's file descriptor",
+        let fd = self.fd.try_clone().map_err(|source| Error::SpawnThread {
+            purpose: "NetNs::spawn (duplicating the namespace's descriptor for it)",
             source,
         })?;
         let ns = NetNs {
