@@ -9,6 +9,7 @@
 
 mod args;
 mod expand;
+mod item;
 
 use proc_macro::TokenStream;
 

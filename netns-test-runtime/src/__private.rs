@@ -2,82 +2,11 @@
 //! without notice.
 
 use std::fmt;
-use std::time::Duration;
+use std::pin::Pin;
 
 pub use linkme;
 
-use crate::netns::NetNs;
-
-/// Every `#[netns_test]` of the binary, for the helper process to find by path.
-#[linkme::distributed_slice]
-pub static TESTS: [Test];
-
-/// One test, as the attribute describes it.
-#[derive(Debug)]
-pub struct Test {
-    /// `module_path!()` and the function's name, joined by `::`.
-    pub path: &'static str,
-    /// Whether libtest expects the test to panic.
-    pub should_panic: ShouldPanic,
-    /// The attribute's `timeout`.
-    pub timeout: Option<Duration>,
-    /// The attribute's `sysfs`: mount a sysfs of the test's namespace.
-    pub sysfs: bool,
-    /// Whether the function takes the handle to its namespace.
-    pub handle: bool,
-    /// Runs the user's function, with the handle when it takes one.
-    pub body: fn(Handle) -> Result<(), TestError>,
-}
-
-/// The handle to the test's namespace, given to a body that takes one.
-#[derive(Debug)]
-pub struct Handle(pub(crate) Option<NetNs>);
-
-impl Handle {
-    /// The handle. The runtime opens it whenever [`Test::handle`] is set.
-    ///
-    /// # Panics
-    ///
-    /// If the runtime did not open it: a bug in netns-test.
-    pub fn into_netns(self) -> NetNs {
-        self.0.unwrap_or_else(|| {
-            panic!(
-                "netns-test: the test takes its NetNs, but none was opened; please report this bug"
-            )
-        })
-    }
-}
-
-/// Mirrors `#[should_panic]`.
-#[derive(Debug, Clone, Copy)]
-pub enum ShouldPanic {
-    /// No `#[should_panic]`.
-    No,
-    /// `#[should_panic]`.
-    Yes,
-    /// `#[should_panic(expected = "...")]`.
-    WithMessage(&'static str),
-}
-
-/// The error of a test that returned `Err`, shown as libtest shows it: the
-/// `Debug` form of the user's error.
-pub struct TestError(String);
-
-impl TestError {
-    pub(crate) fn from_debug(debug: String) -> Self {
-        TestError(debug)
-    }
-
-    pub(crate) fn into_debug(self) -> String {
-        self.0
-    }
-}
-
-impl fmt::Debug for TestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::test::{Body, ShouldPanic, TESTS, Test, TestError};
 
 /// What a test function may return.
 #[diagnostic::on_unimplemented(
@@ -97,7 +26,7 @@ impl Report for () {
 
 impl<E: fmt::Debug> Report for Result<(), E> {
     fn report(self) -> Result<(), TestError> {
-        self.map_err(|error| TestError(format!("{error:?}")))
+        self.map_err(|error| TestError::from_debug(format!("{error:?}")))
     }
 }
 
@@ -135,9 +64,13 @@ impl Conclusion for Result<(), TestError> {
 }
 
 /// Runs a test in a fresh network namespace.
-pub fn run<C: Conclusion>(test: &Test) -> C {
+pub fn run<C: Conclusion>(test: &'static Test) -> C {
     C::conclusion(crate::run::run(test))
 }
+
+/// An async test's body, pinned where the expansion made it, so that one
+/// instantiation of [`block_on`] serves every async test.
+pub type PinnedBody<'a> = Pin<&'a mut dyn Future<Output = Result<(), TestError>>>;
 
 /// Selects tokio as the runtime of an `async` test.
 #[derive(Debug, Clone, Copy)]
@@ -150,13 +83,13 @@ pub struct Tokio;
     note = "enable it in Cargo.toml: `netns-test-runtime = {{ version = \"0.1\", features = [\"tokio\"] }}`"
 )]
 pub trait AsyncRuntime {
-    /// Runs `future` to completion on a new runtime built on this thread.
-    fn block_on<F: Future>(self, threads: Option<usize>, future: F) -> F::Output;
+    /// Runs `body` to completion on a new runtime built on this thread.
+    fn block_on(self, threads: Option<usize>, body: PinnedBody<'_>) -> Result<(), TestError>;
 }
 
 #[cfg(feature = "tokio")]
 impl AsyncRuntime for Tokio {
-    fn block_on<F: Future>(self, threads: Option<usize>, future: F) -> F::Output {
+    fn block_on(self, threads: Option<usize>, body: PinnedBody<'_>) -> Result<(), TestError> {
         let mut builder = match threads {
             None => tokio::runtime::Builder::new_current_thread(),
             Some(threads) => {
@@ -167,19 +100,18 @@ impl AsyncRuntime for Tokio {
         };
         // Worker and blocking threads are spawned from this thread, so they
         // start in its network namespace.
-        let runtime = builder
-            .enable_all()
-            .build()
-            .unwrap_or_else(|error| panic!("netns-test: cannot build the tokio runtime: {error}"));
-        runtime.block_on(future)
+        match builder.enable_all().build() {
+            Ok(runtime) => runtime.block_on(body),
+            Err(source) => crate::outcome::fail_runtime(crate::Error::AsyncRuntime { source }),
+        }
     }
 }
 
-/// Runs an async test's future on `runtime`.
-pub fn block_on<R: AsyncRuntime, F: Future>(
+/// Runs an async test's pinned body on `runtime`.
+pub fn block_on<R: AsyncRuntime>(
     runtime: R,
     threads: Option<usize>,
-    future: F,
-) -> F::Output {
-    runtime.block_on(threads, future)
+    body: PinnedBody<'_>,
+) -> Result<(), TestError> {
+    runtime.block_on(threads, body)
 }

@@ -1,16 +1,24 @@
-//! Why a machine refuses network namespaces, and what to do about it.
+//! Why a machine refuses network namespaces, and what to do about it: the
+//! probes of each mode, and the causes found when they fail.
 
 use std::fmt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
+use std::thread;
 
 use nix::errno::Errno;
+use nix::libc;
+use nix::sched::{CloneFlags, unshare};
 
-use crate::mode::{Mode, Requested, probe_process, probe_thread};
+use crate::mode::Requested;
+use crate::userns::UsernsSetup;
 
 /// What this machine supports, and the causes found for what it does not.
 ///
-/// [`diagnose`] probes both modes; a test that cannot run shows the same
-/// report in its failure message.
+/// [`diagnose`] probes thread mode and the user namespaces that helper and
+/// process modes need; a test that cannot run shows the same report in its
+/// failure message.
 ///
 /// # Example
 ///
@@ -28,23 +36,51 @@ pub struct Diagnosis {
     causes: Vec<Cause>,
 }
 
-/// The mode this process's netns tests use, as `NETNS_TEST_MODE` and the
-/// machine decide: `"thread"`, `"helper"` or `"process"`.
-///
-/// # Errors
-///
-/// [`crate::Error::Unavailable`] when no mode works, or [`crate::Error::BadEnv`].
-pub fn selected_mode() -> Result<&'static str, crate::Error> {
-    crate::mode::selected().map(|mode| match mode {
-        Mode::Thread => "thread",
-        Mode::Helper => "helper",
-        Mode::Process => "process",
-    })
-}
-
-/// Probes both modes on this machine, as the `doctor` example does.
+/// Probes thread mode, and the user namespaces that helper and process
+/// modes need, as the `doctor` example does.
 pub fn diagnose() -> Diagnosis {
     Diagnosis::gather(Requested::Auto, Some(probe_thread()), Some(probe_process()))
+}
+
+/// Whether this process may unshare CLONE_NEWNET: tried on a throwaway thread.
+fn probe_thread() -> Result<(), Errno> {
+    thread::Builder::new()
+        .name("netns-test-probe".into())
+        .spawn(|| unshare(CloneFlags::CLONE_NEWNET))
+        .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(libc::EAGAIN)))?
+        .join()
+        .unwrap_or(Err(Errno::EINVAL))
+}
+
+/// Whether a child of this process can enter a new user and network
+/// namespace, as helper and process modes need: a fork that sets up the
+/// namespaces and then stops short of exec.
+pub(crate) fn probe_process() -> Result<(), Errno> {
+    /// Returned by the probe's `pre_exec` once the namespaces are set up, so
+    /// that the child exits instead of running anything.
+    const SET_UP: i32 = libc::ECANCELED;
+    let setup = UsernsSetup::for_current_user();
+    let mut command = Command::new("/proc/self/exe");
+    // SAFETY: the closure is async-signal-safe: `UsernsSetup::enter` only
+    // makes system calls on buffers prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            setup.enter()?;
+            Err(std::io::Error::from_raw_os_error(SET_UP))
+        });
+    }
+    match command.spawn() {
+        Err(error) if error.raw_os_error() == Some(SET_UP) => Ok(()),
+        Err(error) => Err(Errno::from_raw(
+            error.raw_os_error().unwrap_or(libc::EINVAL),
+        )),
+        Ok(mut child) => {
+            // Cannot happen: the pre_exec hook never lets exec run.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(Errno::EINVAL)
+        }
+    }
 }
 
 impl Diagnosis {
@@ -71,8 +107,8 @@ impl Diagnosis {
         matches!(self.thread, Some(Ok(())))
     }
 
-    /// Whether process mode works: a child may enter a new user and network
-    /// namespace.
+    /// Whether helper and process modes work: a child may enter a new user
+    /// and network namespace.
     pub fn process_mode(&self) -> bool {
         matches!(self.process, Some(Ok(())))
     }
@@ -89,16 +125,11 @@ impl fmt::Display for Diagnosis {
         match self.requested {
             Requested::Forced(mode) if !usable => write!(
                 f,
-                "NETNS_TEST_MODE={} was requested, but that mode does not work here",
-                match mode {
-                    Mode::Thread => "thread",
-                    Mode::Process => "process",
-                    Mode::Helper => "helper",
-                }
+                "NETNS_TEST_MODE={mode} was requested, but that mode does not work here"
             )?,
-            _ if !usable => {
-                f.write_str("cannot create a network namespace here: neither mode works")?
-            }
+            _ if !usable => f.write_str(
+                "cannot create a network namespace here: no mode works (thread, helper or process)",
+            )?,
             _ => f.write_str("network namespaces can be created here")?,
         }
         let mut line = |name: &str, probe: Option<Result<(), Errno>>, step: &str| match probe {

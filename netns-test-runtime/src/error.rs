@@ -16,7 +16,7 @@ use crate::diagnose::Diagnosis;
 pub enum Error {
     /// `unshare(CLONE_NEWNET)` failed.
     #[error(
-        "create a network namespace with unshare(CLONE_NEWNET): {source}; this needs CAP_SYS_ADMIN: run as root, or let netns-test use process mode (NETNS_TEST_MODE=process)"
+        "create a network namespace with unshare(CLONE_NEWNET): {source}; this needs CAP_SYS_ADMIN: run as root, or leave NETNS_TEST_MODE unset (or `helper` or `process`) so that netns-test runs the body inside a user namespace of its own"
     )]
     Unshare {
         /// Why the kernel refused.
@@ -35,10 +35,10 @@ pub enum Error {
         source: Errno,
     },
     /// An rtnetlink request failed.
-    #[error("{operation}: {source}")]
+    #[error("{step}: {source}")]
     Netlink {
         /// The operation and its object, e.g. `bring lo up`.
-        operation: String,
+        step: String,
         /// What the kernel or the socket said.
         #[source]
         source: NetlinkError,
@@ -64,15 +64,33 @@ pub enum Error {
         namespace: String,
     },
     /// A thread could not be started.
-    #[error("start a thread for {purpose}: {source}")]
+    #[error("start a thread for {step}: {source}")]
     SpawnThread {
         /// What the thread was for.
-        purpose: &'static str,
+        step: &'static str,
         /// The I/O error.
         #[source]
         source: io::Error,
     },
-    /// Neither thread mode nor process mode works on this machine.
+    /// A thread of netns-test ended without reporting what it did.
+    #[error(
+        "the thread for {step} ended without reporting; was it killed from outside? please report this as a bug otherwise"
+    )]
+    ThreadLost {
+        /// What the thread was for.
+        step: &'static str,
+    },
+    /// A file descriptor could not be duplicated.
+    #[error("duplicate a file descriptor for {step}: {source}; is the process out of descriptors?")]
+    Duplicate {
+        /// What the copy was for.
+        step: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// No mode works on this machine: not thread mode, and neither helper nor
+    /// process mode.
     #[error("{0}")]
     Unavailable(Diagnosis),
     /// An environment variable of netns-test has a value it does not understand.
@@ -98,11 +116,47 @@ pub enum Error {
     /// body ended.
     #[error("{0}")]
     ChildEnded(ChildEnded),
+    /// Two helper processes in a row ended before the test's body started.
+    #[error(
+        "two helper processes in a row ended before the test started; run with NETNS_TEST_MODE=process to see what a child process reports"
+    )]
+    HelpersLost,
+    /// A helper process was asked for a test that is not registered in it.
+    #[error(
+        "the helper process has no #[netns_test] registered as `{path}`; is the test binary being rebuilt while it runs?"
+    )]
+    TestNotRegistered {
+        /// The test's path, `module_path!()::name`.
+        path: String,
+    },
+    /// The test's function was called again inside the child process that
+    /// runs it, which owns the descriptors of only one run.
+    #[error("the test `{name}` ran twice in its child process")]
+    Reentered {
+        /// The test's libtest name.
+        name: String,
+    },
+    /// A message between the test process and its child or helper was
+    /// malformed.
+    #[error(
+        "{step} was malformed; were the test binary and the process it started built alike? please report this as a bug otherwise"
+    )]
+    Malformed {
+        /// Which message.
+        step: &'static str,
+    },
+    /// The body's stdout and stderr could not be sent to the harness.
+    #[error("send the body's stdout and stderr to the harness: {source}")]
+    Redirect {
+        /// Why the kernel refused.
+        #[source]
+        source: Errno,
+    },
     /// The test ran longer than its timeout.
     #[error(
         "timed out after {:?}; {}", after,
         if *left_running {
-            "the body's thread was left running, because a thread cannot be stopped from outside (use NETNS_TEST_MODE=process to have timed-out tests killed)"
+            "the body's thread was left running, because a thread cannot be stopped from outside (use NETNS_TEST_MODE=helper or process to have timed-out tests killed)"
         } else {
             "the test's process was killed"
         }
@@ -113,9 +167,18 @@ pub enum Error {
         /// Whether the body is still running (thread mode).
         left_running: bool,
     },
+    /// The async runtime of an `async` test could not be built.
+    #[error(
+        "build the tokio runtime of the async test: {source}; is the process out of threads or descriptors?"
+    )]
+    AsyncRuntime {
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// Making the private sysfs of `#[netns_test(sysfs)]` failed.
     #[error(
-        "{step}: {source}; `sysfs` needs CAP_SYS_ADMIN over the test's namespaces, which both modes give"
+        "{step}: {source}; `sysfs` needs CAP_SYS_ADMIN over the test's namespaces, which every mode gives"
     )]
     Mount {
         /// What netns-test was doing.
@@ -126,19 +189,19 @@ pub enum Error {
     },
     /// The kernel has no driver for a kind of link.
     #[error(
-        "{operation}: the kernel has no `{kind}` driver (Unknown device type, EOPNOTSUPP); load it with `modprobe {kind}` or build the kernel with it, or use veth and bridge links, which most kernels have"
+        "{step}: the kernel has no `{kind}` driver (Unknown device type, EOPNOTSUPP); load it with `modprobe {kind}` or build the kernel with it, or use veth and bridge links, which most kernels have"
     )]
     MissingDriver {
         /// The operation, e.g. `add dummy d0`.
-        operation: String,
+        step: String,
         /// The link kind.
         kind: &'static str,
     },
     /// A sysctl could not be read or written.
-    #[error("{operation}: {source}")]
+    #[error("{step}: {source}")]
     Sysctl {
         /// The operation, e.g. `write net.ipv4.ip_forward`.
-        operation: String,
+        step: String,
         /// The I/O error.
         #[source]
         source: io::Error,
@@ -160,10 +223,11 @@ pub enum Error {
         /// The name given.
         name: String,
     },
-    /// The child process reported a failure to set up the test's namespace.
-    #[error("in the test's child process: {message}")]
+    /// The child process or helper that ran the test reported a failure of
+    /// netns-test there.
+    #[error("in the process that ran the test: {message}")]
     InChild {
-        /// The child's error, as it displayed it.
+        /// The error, as that process displayed it.
         message: String,
     },
 }
@@ -200,8 +264,8 @@ pub struct ChildEnded {
     pub(crate) started: bool,
     /// How it ended, e.g. `exited with status 0` or `was killed by SIGSEGV`.
     pub(crate) how: String,
-    /// The last lines the child's test harness printed.
-    pub(crate) harness_output: String,
+    /// The last lines the child's own libtest printed.
+    pub(crate) libtest_output: String,
 }
 
 impl std::fmt::Display for ChildEnded {
@@ -219,11 +283,11 @@ impl std::fmt::Display for ChildEnded {
                 self.process, self.how
             )?;
         }
-        if !self.harness_output.trim().is_empty() {
+        if !self.libtest_output.trim().is_empty() {
             write!(
                 f,
-                "\nthe child's test harness printed:\n{}",
-                self.harness_output.trim_end()
+                "\nthe child's libtest printed:\n{}",
+                self.libtest_output.trim_end()
             )?;
         }
         Ok(())

@@ -98,13 +98,14 @@ compile_error!(
 
 mod diagnose;
 mod error;
-mod helper;
 mod mode;
 mod netlink;
 mod netns;
 mod outcome;
-mod process;
 mod run;
+mod sandbox;
+mod sysctl;
+mod test;
 mod topology;
 mod userns;
 
@@ -114,8 +115,9 @@ pub mod __private;
 #[doc(inline)]
 pub use netns_test_macro::netns_test;
 
-pub use diagnose::{Cause, Diagnosis, diagnose, selected_mode};
+pub use diagnose::{Cause, Diagnosis, diagnose};
 pub use error::{ChildEnded, Error, NetlinkError};
+pub use mode::select::selected_mode;
 pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.
 pub use nix::errno::Errno;

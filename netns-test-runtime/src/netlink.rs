@@ -1,4 +1,7 @@
-//! A minimal rtnetlink client: one request, its replies, its acknowledgement.
+//! A minimal rtnetlink client: one request, its replies, its acknowledgement;
+//! the socket a [`crate::NetNs`] keeps; and the cookie that tells namespaces apart.
+
+use std::sync::{Mutex, PoisonError};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
@@ -123,6 +126,38 @@ impl std::fmt::Debug for Rtnl {
     }
 }
 
+/// An rtnetlink socket opened on first use, as a `NetNs` keeps one for its
+/// topology operations. A socket whose state is unknown after a failure is
+/// dropped, and the next use opens a fresh one.
+#[derive(Debug, Default)]
+pub(crate) struct LazyRtnl(Mutex<Option<Rtnl>>);
+
+impl LazyRtnl {
+    /// Runs `f` on the socket, opening it with `open` first when there is
+    /// none. Fails with `open`'s error when it cannot be opened.
+    pub(crate) fn with<T, E>(
+        &self,
+        open: impl FnOnce() -> Result<Rtnl, E>,
+        f: impl FnOnce(&mut Rtnl) -> Result<T, NetlinkError>,
+    ) -> Result<Result<T, NetlinkError>, E> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let rtnl = match &mut *slot {
+            Some(rtnl) => rtnl,
+            None => slot.insert(open()?),
+        };
+        let result = f(rtnl);
+        if matches!(
+            result,
+            Err(NetlinkError::Socket(_)
+                | NetlinkError::Malformed(_)
+                | NetlinkError::WrongSequence { .. })
+        ) {
+            *slot = None;
+        }
+        Ok(result)
+    }
+}
+
 /// Splits one datagram into netlink messages, refusing any that is cut short.
 fn parse_datagram(
     mut datagram: &[u8],
@@ -175,7 +210,7 @@ const SO_NETNS_COOKIE: nix::libc::c_int = 71;
 /// Brings `lo` up in the calling thread's network namespace.
 pub(crate) fn loopback_up() -> Result<(), Error> {
     let netlink = |source| Error::Netlink {
-        operation: "bring lo up".into(),
+        step: "bring lo up".into(),
         source,
     };
     let mut rtnl = Rtnl::open().map_err(netlink)?;

@@ -4,17 +4,16 @@ use std::fs::File;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
+use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns, unshare};
 
-use nix::errno::Errno;
-
 use crate::error::{Error, NetlinkError};
-use crate::netlink;
+use crate::netlink::{self, LazyRtnl};
 
 /// The calling thread's network namespace, as `/proc` names it.
 const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
@@ -56,29 +55,22 @@ impl NsKey {
                 }))
             }
             Err(source) => Err(Error::Netlink {
-                operation: "read the cookie of the calling thread's network namespace".into(),
+                step: "read the cookie of the calling thread's network namespace".into(),
                 source,
             }),
         }
     }
+}
 
-    /// `c<cookie>` or `i<dev>.<ino>`, for a child process.
-    pub(crate) fn encode(&self) -> String {
-        match self {
-            NsKey::Cookie(cookie) => format!("c{cookie}"),
-            NsKey::Inode(id) => format!("i{}.{}", id.dev, id.ino),
+impl NsKey {
+    /// Whether `self` and `other` name different namespaces for certain:
+    /// keys of different kinds cannot tell, so they never do.
+    pub(crate) fn differs_from(self, other: NsKey) -> bool {
+        match (self, other) {
+            (NsKey::Cookie(a), NsKey::Cookie(b)) => a != b,
+            (NsKey::Inode(a), NsKey::Inode(b)) => a != b,
+            _ => false,
         }
-    }
-
-    pub(crate) fn decode(text: &str) -> Option<Self> {
-        if let Some(cookie) = text.strip_prefix('c') {
-            return cookie.parse().ok().map(NsKey::Cookie);
-        }
-        let (dev, ino) = text.strip_prefix('i')?.split_once('.')?;
-        Some(NsKey::Inode(NsId {
-            dev: dev.parse().ok()?,
-            ino: ino.parse().ok()?,
-        }))
     }
 }
 
@@ -89,54 +81,6 @@ impl std::fmt::Display for NsKey {
             NsKey::Inode(id) => write!(f, "inode {}", id.ino),
         }
     }
-}
-
-/// Fails closed unless the calling thread is outside the harness's namespace.
-///
-/// Every mode calls this immediately before it runs a body.
-pub(crate) fn ensure_isolated(harness: NsKey) -> Result<(), Error> {
-    if NsKey::of_this_thread()? == harness {
-        return Err(Error::NotIsolated {
-            namespace: harness.to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// The handle a test that asked for one gets: opening it costs an nsfs inode.
-pub(crate) fn handle_if(wanted: bool) -> Result<Option<NetNs>, Error> {
-    wanted.then(NetNs::current).transpose()
-}
-
-/// Gives the calling thread a private mount namespace in which `/sys` is a
-/// sysfs of the thread's network namespace, so `/sys/class/net` lists the
-/// test's links. Nothing propagates back to the host's mounts: every mount
-/// is made private first. The mount namespace ends with the thread (thread
-/// mode) or the process (process mode).
-pub(crate) fn private_sysfs() -> Result<(), Error> {
-    use nix::mount::{MsFlags, mount};
-    let failed = |step: &'static str| move |source| Error::Mount { step, source };
-    unshare(CloneFlags::CLONE_NEWNS).map_err(failed(
-        "give the test a private mount namespace (unshare(CLONE_NEWNS))",
-    ))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(failed("make the test's mounts private"))?;
-    mount(
-        Some("sysfs"),
-        "/sys",
-        Some("sysfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(failed(
-        "mount a sysfs of the test's network namespace on /sys",
-    ))
 }
 
 /// Moves the calling thread into a new network namespace and brings `lo` up.
@@ -177,8 +121,8 @@ pub(crate) fn unshare_fresh() -> Result<(), Error> {
 pub struct NetNs {
     fd: OwnedFd,
     pub(crate) id: NsId,
-    /// The rtnetlink socket of [`crate::topology`]'s operations.
-    pub(crate) socket: crate::topology::Socket,
+    /// The rtnetlink socket of the topology operations, opened inside.
+    pub(crate) rtnl: LazyRtnl,
 }
 
 impl NetNs {
@@ -206,7 +150,7 @@ impl NetNs {
                 dev: metadata.dev(),
                 ino: metadata.ino(),
             },
-            socket: Default::default(),
+            rtnl: LazyRtnl::default(),
         })
     }
 
@@ -215,7 +159,7 @@ impl NetNs {
     ///
     /// The namespace is made on a short-lived thread, so this needs
     /// CAP_SYS_ADMIN in the calling thread's user namespace: root in thread
-    /// mode, or any test body in process mode.
+    /// mode, or any test body in helper or process mode.
     ///
     /// # Errors
     ///
@@ -229,7 +173,7 @@ impl NetNs {
                 NetNs::current()
             })
             .map_err(|source| Error::SpawnThread {
-                purpose: "creating a network namespace",
+                step: "creating a network namespace",
                 source,
             })?
             .join()
@@ -271,7 +215,7 @@ impl NetNs {
                     Ok(f())
                 })
                 .map_err(|source| Error::SpawnThread {
-                    purpose: "NetNs::run",
+                    step: "NetNs::run",
                     source,
                 })?
                 .join();
@@ -292,14 +236,14 @@ impl NetNs {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let fd = self.fd.try_clone().map_err(|source| Error::SpawnThread {
-            purpose: "NetNs::spawn (duplicating the namespace's descriptor for it)",
+        let fd = self.fd.try_clone().map_err(|source| Error::Duplicate {
+            step: "NetNs::spawn, to hold the namespace while its thread enters it",
             source,
         })?;
         let ns = NetNs {
             fd,
             id: self.id,
-            socket: Default::default(),
+            rtnl: LazyRtnl::default(),
         };
         let (entered, outcome) = mpsc::sync_channel(1);
         let handle = thread::Builder::new()
@@ -318,15 +262,14 @@ impl NetNs {
                 f()
             })
             .map_err(|source| Error::SpawnThread {
-                purpose: "NetNs::spawn",
+                step: "NetNs::spawn",
                 source,
             })?;
         match outcome.recv() {
             Ok(Ok(())) => Ok(handle),
             Ok(Err(error)) => Err(error),
-            Err(_) => Err(Error::SpawnThread {
-                purpose: "NetNs::spawn",
-                source: std::io::Error::other("the thread ended before entering the namespace"),
+            Err(_) => Err(Error::ThreadLost {
+                step: "NetNs::spawn",
             }),
         }
     }
@@ -379,45 +322,6 @@ impl Drop for EnterGuard<'_> {
             // touch a network it does not expect; stopping is the safe choice.
             eprintln!("netns-test: cannot restore the thread's network namespace: {error}");
             std::process::abort();
-        }
-    }
-}
-
-/// Runs `body` and catches its panic, so that every mode reports it the same way.
-pub(crate) fn catch<T>(body: impl FnOnce() -> T) -> thread::Result<T> {
-    panic::catch_unwind(AssertUnwindSafe(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The check every mode makes before running a body refuses a thread
-    /// that is in the harness's namespace.
-    #[test]
-    fn the_isolation_check_fails_closed() {
-        let here = NsKey::of_this_thread().expect("this thread's key");
-        let refused = ensure_isolated(here).expect_err("the same namespace must be refused");
-        assert!(matches!(refused, Error::NotIsolated { .. }), "{refused}");
-        assert!(
-            refused.to_string().starts_with("refusing to run the body"),
-            "{refused}"
-        );
-    }
-
-    #[test]
-    fn keys_survive_the_trip() {
-        for key in [
-            NsKey::Cookie(12345),
-            NsKey::Inode(NsId {
-                dev: 4,
-                ino: 4026531840,
-            }),
-        ] {
-            assert_eq!(NsKey::decode(&key.encode()), Some(key));
-        }
-        for bad in ["", "c", "x1", "i4", "i4.x", "c-1"] {
-            assert_eq!(NsKey::decode(bad), None, "{bad:?}");
         }
     }
 }

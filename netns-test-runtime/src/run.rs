@@ -1,54 +1,102 @@
-//! Running one test: choosing the mode, isolating the body, reporting.
+//! Running one test: which role this process plays, which mode it uses, and
+//! reporting the outcome.
 
 use std::io::Write;
 use std::panic;
-use std::sync::mpsc;
-use std::thread;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::__private::{ShouldPanic, Test, TestError};
-use crate::error::Error;
-use crate::helper;
-use crate::mode::{self, Mode};
-use crate::netns::{NsKey, ensure_isolated, handle_if, private_sysfs, unshare_fresh};
-use crate::outcome::Outcome;
-use crate::process::{self, Marker};
+use nix::unistd::getppid;
 
-/// Runs a test in the mode this process uses, and reports its outcome.
-pub(crate) fn run(test: &Test) -> Result<(), TestError> {
-    let name = test_name(test.path);
-    if let Some(marker) = Marker::for_test(name) {
-        let outcome = process::run_child(test, marker);
-        return conclude(test, outcome);
-    }
-    if let Some(socket) = helper::helper_socket(name) {
-        helper::serve(socket);
-    }
-    let outcome = match mode::selected().and_then(|mode| Ok((mode, timeout(test)?))) {
-        Ok((Mode::Thread, timeout)) => match run_thread(test, name, timeout) {
-            // The body has not run, and thread mode does not work here: the
-            // test goes to the fallback mode, which `selected` now returns.
-            Outcome::Harness(Error::Unshare { source }) if mode::thread_mode_found(Err(source)) => {
-                return run(test);
-            }
-            outcome => {
-                mode::thread_mode_found(Ok(()));
-                outcome
-            }
-        },
-        Ok((Mode::Process, timeout)) => process::run_parent(name, timeout),
-        Ok((Mode::Helper, timeout)) => helper::run_parent(test, name, timeout),
-        Err(Error::Unavailable(diagnosis)) if skip_unavailable() => {
-            return skip(test, name, &diagnosis.to_string());
-        }
-        Err(error) => Outcome::Harness(error),
-    };
-    conclude(test, outcome)
+use crate::error::Error;
+use crate::mode::select::{self, Fallback};
+use crate::mode::thread::{self, ThreadRun};
+use crate::mode::wire::{CHILD_MARKER, ChildMarker, HELPER_MARKER, HelperMarker};
+use crate::mode::{Mode, helper, process};
+use crate::outcome::{Outcome, conclude};
+use crate::test::{ShouldPanic, Test, TestError};
+
+/// What this process is to netns-test, from the markers its parent set.
+#[derive(Debug)]
+enum Role {
+    /// A process-mode child: runs one test's body and writes its record.
+    Child(ChildMarker),
+    /// A helper: serves requests for bodies.
+    Helper(HelperMarker),
+    /// The process that runs tests: libtest's, under cargo test or nextest.
+    Harness,
 }
 
-/// libtest's name for a test: its path without the crate's name.
-pub(crate) fn test_name(path: &str) -> &str {
-    path.split_once("::").map_or(path, |(_, rest)| rest)
+impl Role {
+    /// This process's role, read once. A marker counts only where the
+    /// process that set it is this one's parent, so that a process a body
+    /// starts never takes its parent's marker as its own.
+    fn detect() -> &'static Role {
+        static ROLE: OnceLock<Role> = OnceLock::new();
+        ROLE.get_or_init(|| {
+            let parent = getppid().as_raw();
+            let marker = |name| std::env::var(name).ok();
+            if let Some(child) = marker(CHILD_MARKER).and_then(|text| ChildMarker::decode(&text)) {
+                if child.parent == parent {
+                    return Role::Child(child);
+                }
+            }
+            if let Some(helper) = marker(HELPER_MARKER).and_then(|text| HelperMarker::decode(&text))
+            {
+                if helper.parent == parent {
+                    return Role::Helper(helper);
+                }
+            }
+            Role::Harness
+        })
+    }
+}
+
+/// Runs a test in the mode this process uses, and reports its outcome.
+pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
+    let name = test.name();
+    match Role::detect() {
+        Role::Child(marker) if marker.name == name => {
+            return conclude(test, process::run_child(test, marker));
+        }
+        Role::Helper(marker) if marker.name == name => helper::serve(marker),
+        _ => {}
+    }
+    let outcome = match select::selected().and_then(|mode| Ok((mode, timeout(test)?))) {
+        Ok((mode, timeout)) => run_in(mode, test, timeout),
+        Err(error) => Outcome::Runtime(error),
+    };
+    match outcome {
+        // Only the choice of mode finds no mode; the body has not run.
+        Outcome::Runtime(Error::Unavailable(diagnosis)) if skip_unavailable() => {
+            skip(test, &diagnosis.to_string())
+        }
+        outcome => conclude(test, outcome),
+    }
+}
+
+/// Runs a test in `mode`. In thread mode, the test is the probe: if its
+/// thread may not unshare (its body has not run), it goes to the fallback.
+fn run_in(mode: Mode, test: &'static Test, timeout: Option<Duration>) -> Outcome {
+    let fallback = match mode {
+        Mode::Thread => match thread::run(test, timeout) {
+            ThreadRun::Ran(outcome) => {
+                select::thread_mode_worked();
+                return outcome;
+            }
+            ThreadRun::Refused(errno) => match select::thread_mode_refused(errno) {
+                Ok(fallback) => fallback,
+                Err(error) => return Outcome::Runtime(error),
+            },
+            failed @ ThreadRun::Failed(_) => return failed.into_outcome(),
+        },
+        Mode::Helper => Fallback::Helper,
+        Mode::Process => Fallback::Process,
+    };
+    match fallback {
+        Fallback::Helper => helper::run_parent(test, timeout),
+        Fallback::Process => process::run_parent(test, timeout),
+    }
 }
 
 /// The test's own timeout, or the default from `NETNS_TEST_TIMEOUT`.
@@ -85,13 +133,14 @@ fn skip_unavailable() -> bool {
 }
 
 /// Passes a test that cannot run, loudly, as `NETNS_TEST_UNAVAILABLE=skip` asks.
-fn skip(test: &Test, name: &str, why: &str) -> Result<(), TestError> {
+fn skip(test: &Test, why: &str) -> Result<(), TestError> {
     let first_line = why.lines().next().unwrap_or(why);
     // Straight to the process's stderr: libtest would hide captured output of
     // a passing test, and a skip must be seen.
     let _ = writeln!(
         std::io::stderr(),
-        "netns-test: SKIPPED {name}: {first_line} (NETNS_TEST_UNAVAILABLE=skip)"
+        "netns-test: SKIPPED {}: {first_line} (NETNS_TEST_UNAVAILABLE=skip)",
+        test.name()
     );
     match test.should_panic {
         ShouldPanic::No => Ok(()),
@@ -100,98 +149,9 @@ fn skip(test: &Test, name: &str, why: &str) -> Result<(), TestError> {
     }
 }
 
-/// Thread mode: the body runs on a thread of its own, named like the test,
-/// that has unshared its network namespace.
-fn run_thread(test: &Test, name: &str, timeout: Option<Duration>) -> Outcome {
-    let harness = match NsKey::of_this_thread() {
-        Ok(harness) => harness,
-        Err(error) => return Outcome::Harness(error),
-    };
-    let (body, sysfs, handle) = (test.body, test.sysfs, test.handle);
-    let (done, outcome) = mpsc::sync_channel(1);
-    let spawned = thread::Builder::new().name(name.to_owned()).spawn(move || {
-        let prepared = unshare_fresh()
-            .and_then(|()| if sysfs { private_sysfs() } else { Ok(()) })
-            .and_then(|()| ensure_isolated(harness))
-            .and_then(|()| handle_if(handle));
-        let outcome = match prepared {
-            Ok(ns) => Outcome::of_body(body, ns),
-            Err(error) => Outcome::Harness(error),
-        };
-        // The harness may have stopped waiting after a timeout.
-        let _ = done.send(outcome);
-    });
-    let handle = match spawned {
-        Ok(handle) => handle,
-        Err(source) => {
-            return Outcome::Harness(Error::SpawnThread {
-                purpose: "the test's body",
-                source,
-            });
-        }
-    };
-    let received = match timeout {
-        Some(timeout) => outcome.recv_timeout(timeout).map_err(|error| match error {
-            mpsc::RecvTimeoutError::Timeout => Error::TimedOut {
-                after: timeout,
-                left_running: true,
-            },
-            mpsc::RecvTimeoutError::Disconnected => lost_thread(),
-        }),
-        None => outcome.recv().map_err(|_| lost_thread()),
-    };
-    match received {
-        Ok(outcome) => {
-            // The thread has sent its outcome and is ending: when it has, its
-            // namespace is gone.
-            let _ = handle.join();
-            outcome
-        }
-        Err(error) => Outcome::Harness(error),
-    }
-}
-
-fn lost_thread() -> Error {
-    Error::SpawnThread {
-        purpose: "the test's body",
-        source: std::io::Error::other("the thread ended without reporting"),
-    }
-}
-
-/// Turns an outcome into what the test reports to libtest.
-///
-/// A panic is re-raised with its payload unchanged, so `should_panic(expected
-/// = ...)` matches as it does for a plain test. When netns-test itself fails,
-/// a `should_panic` test returns normally instead of panicking, which libtest
-/// reports as a failure: a panic would count as the expected one.
-pub(crate) fn conclude(test: &Test, outcome: Outcome) -> Result<(), TestError> {
-    match outcome {
-        Outcome::Passed => Ok(()),
-        Outcome::Returned(debug) => Err(TestError::from_debug(debug)),
-        Outcome::Panicked(payload) => panic::resume_unwind(payload),
-        Outcome::Harness(error) => match test.should_panic {
-            ShouldPanic::No => panic!("netns-test: {error}"),
-            ShouldPanic::Yes | ShouldPanic::WithMessage(_) => {
-                eprintln!(
-                    "netns-test: {error}\n\
-                     netns-test: the body did not run to its end, so this #[should_panic] test fails"
-                );
-                Ok(())
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_drop_the_crate() {
-        assert_eq!(test_name("my_crate::a::b::test"), "a::b::test");
-        assert_eq!(test_name("integration::test"), "test");
-        assert_eq!(test_name("lonely"), "lonely");
-    }
 
     #[test]
     fn durations() {

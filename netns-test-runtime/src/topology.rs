@@ -1,5 +1,5 @@
 //! Typed rtnetlink operations on a [`NetNs`]: links, veth pairs, bridges,
-//! addresses, routes and `net.*` sysctls.
+//! addresses and routes.
 //!
 //! Each operation may be called from any thread and acts on the handle's
 //! namespace: the handle keeps a netlink socket opened inside the namespace,
@@ -9,7 +9,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -149,66 +148,42 @@ impl fmt::Display for Via<'_> {
     }
 }
 
-/// The rtnetlink socket a handle keeps, opened inside its namespace.
-#[derive(Debug, Default)]
-pub(crate) struct Socket(Mutex<Option<Rtnl>>);
-
 impl NetNs {
-    /// The handle's socket, opened on first use on a thread inside the namespace.
-    fn rtnl(&self, operation: &str) -> Result<MutexGuard<'_, Option<Rtnl>>, Error> {
-        let mut socket = self.socket.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if socket.is_none() {
-            let opened = self.run(Rtnl::open)?.map_err(|source| Error::Netlink {
-                operation: operation.to_owned(),
-                source,
-            })?;
-            *socket = Some(opened);
-        }
-        Ok(socket)
-    }
-
-    /// Sends one request to this namespace's rtnetlink.
+    /// Sends one request to this namespace's rtnetlink, over the socket the
+    /// handle keeps, which is opened on first use on a thread inside.
     fn request(
         &self,
-        operation: &str,
+        step: fmt::Arguments<'_>,
         message: RouteNetlinkMessage,
         kind: Request,
     ) -> Result<Vec<RouteNetlinkMessage>, Error> {
-        let mut socket = self.rtnl(operation)?;
-        let rtnl = socket.as_mut().ok_or_else(|| Error::Netlink {
-            operation: operation.to_owned(),
-            source: NetlinkError::Socket(std::io::Error::other("no socket")),
-        })?;
-        let result = rtnl.request(message, kind);
-        if matches!(
-            result,
-            Err(NetlinkError::Socket(_)
-                | NetlinkError::Malformed(_)
-                | NetlinkError::WrongSequence { .. })
-        ) {
-            // The socket's state is unknown now: open a fresh one next time.
-            *socket = None;
-        }
-        result.map_err(|source| Error::Netlink {
-            operation: operation.to_owned(),
+        let failed = |source| Error::Netlink {
+            step: step.to_string(),
             source,
-        })
+        };
+        let open = || self.run(Rtnl::open)?.map_err(failed);
+        self.rtnl
+            .with(open, |rtnl| rtnl.request(message, kind))?
+            .map_err(failed)
     }
 
     /// The index of the link named `name`.
     fn index(&self, name: &str) -> Result<u32, Error> {
         let mut link = LinkMessage::default();
         link.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        let operation = format!("look up link {name}");
-        let answers = self.request(&operation, RouteNetlinkMessage::GetLink(link), Request::Ack)?;
+        let answers = self.request(
+            format_args!("look up link {name}"),
+            RouteNetlinkMessage::GetLink(link),
+            Request::Ack,
+        )?;
         answers
             .into_iter()
             .find_map(|answer| match answer {
                 RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
                 _ => None,
             })
-            .ok_or(Error::Netlink {
-                operation,
+            .ok_or_else(|| Error::Netlink {
+                step: format!("look up link {name}"),
                 source: NetlinkError::Kernel(Errno::ENODEV),
             })
     }
@@ -220,7 +195,7 @@ impl NetNs {
     /// [`Error::Netlink`] when a dump fails.
     pub fn links(&self) -> Result<Vec<Link>, Error> {
         let dumped = self.request(
-            "list links",
+            format_args!("list links"),
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             Request::Dump,
         )?;
@@ -232,7 +207,7 @@ impl NetNs {
             })
             .collect();
         let addresses = self.request(
-            "list addresses",
+            format_args!("list addresses"),
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
             Request::Dump,
         )?;
@@ -280,21 +255,21 @@ impl NetNs {
             .into_iter()
             .find(|link| link.name == name)
             .ok_or_else(|| Error::Netlink {
-                operation: format!("look up link {name}"),
+                step: format!("look up link {name}"),
                 source: NetlinkError::Kernel(Errno::ENODEV),
             })
     }
 
     fn set_link(
         &self,
-        operation: &str,
+        step: fmt::Arguments<'_>,
         name: &str,
         change: impl FnOnce(&mut LinkMessage),
     ) -> Result<(), Error> {
         let mut link = LinkMessage::default();
         link.header.index = self.index(name)?;
         change(&mut link);
-        self.request(operation, RouteNetlinkMessage::SetLink(link), Request::Ack)
+        self.request(step, RouteNetlinkMessage::SetLink(link), Request::Ack)
             .map(drop)
     }
 
@@ -304,7 +279,7 @@ impl NetNs {
     ///
     /// [`Error::Netlink`], e.g. `ENODEV` when there is no such link.
     pub fn set_link_up(&self, name: &str) -> Result<(), Error> {
-        self.set_link(&format!("set link {name} up"), name, |link| {
+        self.set_link(format_args!("set link {name} up"), name, |link| {
             link.header.flags = LinkFlags::Up;
             link.header.change_mask = LinkFlags::Up;
         })
@@ -316,7 +291,7 @@ impl NetNs {
     ///
     /// [`Error::Netlink`].
     pub fn set_link_down(&self, name: &str) -> Result<(), Error> {
-        self.set_link(&format!("set link {name} down"), name, |link| {
+        self.set_link(format_args!("set link {name} down"), name, |link| {
             link.header.flags = LinkFlags::empty();
             link.header.change_mask = LinkFlags::Up;
         })
@@ -328,21 +303,22 @@ impl NetNs {
     ///
     /// [`Error::Netlink`], e.g. `EINVAL` for an MTU the link does not allow.
     pub fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), Error> {
-        self.set_link(&format!("set mtu {mtu} on {name}"), name, |link| {
+        self.set_link(format_args!("set mtu {mtu} on {name}"), name, |link| {
             link.attributes.push(LinkAttribute::Mtu(mtu));
         })
     }
 
-    fn add_link(&self, operation: &str, name: &str, info: Vec<LinkInfo>) -> Result<(), Error> {
+    fn add_link(
+        &self,
+        step: fmt::Arguments<'_>,
+        name: &str,
+        info: Vec<LinkInfo>,
+    ) -> Result<(), Error> {
         let mut link = LinkMessage::default();
         link.attributes.push(LinkAttribute::IfName(name.to_owned()));
         link.attributes.push(LinkAttribute::LinkInfo(info));
-        self.request(
-            operation,
-            RouteNetlinkMessage::NewLink(link),
-            Request::Create,
-        )
-        .map(drop)
+        self.request(step, RouteNetlinkMessage::NewLink(link), Request::Create)
+            .map(drop)
     }
 
     /// Adds a dummy link (`CONFIG_DUMMY`), down.
@@ -352,13 +328,13 @@ impl NetNs {
     /// [`Error::MissingDriver`] when the kernel has no dummy driver, as some
     /// have not; [`Error::Netlink`] otherwise, e.g. `EEXIST`.
     pub fn add_dummy(&self, name: &str) -> Result<(), Error> {
-        let operation = format!("add dummy {name}");
-        match self.add_link(&operation, name, vec![LinkInfo::Kind(InfoKind::Dummy)]) {
+        let info = vec![LinkInfo::Kind(InfoKind::Dummy)];
+        match self.add_link(format_args!("add dummy {name}"), name, info) {
             Err(Error::Netlink {
                 source: NetlinkError::Kernel(Errno::EOPNOTSUPP),
                 ..
             }) => Err(Error::MissingDriver {
-                operation,
+                step: format!("add dummy {name}"),
                 kind: "dummy",
             }),
             other => other,
@@ -372,7 +348,7 @@ impl NetNs {
     /// [`Error::Netlink`], e.g. `EEXIST`.
     pub fn add_bridge(&self, name: &str) -> Result<(), Error> {
         self.add_link(
-            &format!("add bridge {name}"),
+            format_args!("add bridge {name}"),
             name,
             vec![LinkInfo::Kind(InfoKind::Bridge)],
         )
@@ -384,11 +360,14 @@ impl NetNs {
     ///
     /// [`Error::Netlink`], e.g. `ENODEV`.
     pub fn attach_to_bridge(&self, link: &str, bridge: &str) -> Result<(), Error> {
-        let operation = format!("attach {link} to bridge {bridge}");
-        let bridge = self.index(bridge)?;
-        self.set_link(&operation, link, |message| {
-            message.attributes.push(LinkAttribute::Controller(bridge));
-        })
+        let index = self.index(bridge)?;
+        self.set_link(
+            format_args!("attach {link} to bridge {bridge}"),
+            link,
+            |message| {
+                message.attributes.push(LinkAttribute::Controller(index));
+            },
+        )
     }
 
     /// Adds a veth pair: `name` here, `peer_name` in `peer` (which may be
@@ -422,7 +401,7 @@ impl NetNs {
             .attributes
             .push(LinkAttribute::NetNsFd(peer.as_fd().as_raw_fd()));
         self.add_link(
-            &format!("add veth {name} <-> {peer_name}"),
+            format_args!("add veth {name} <-> {peer_name}"),
             name,
             vec![
                 LinkInfo::Kind(InfoKind::Veth),
@@ -440,7 +419,7 @@ impl NetNs {
         let mut link = LinkMessage::default();
         link.header.index = self.index(name)?;
         self.request(
-            &format!("delete link {name}"),
+            format_args!("delete link {name}"),
             RouteNetlinkMessage::DelLink(link),
             Request::Ack,
         )
@@ -475,7 +454,7 @@ impl NetNs {
     pub fn add_address(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
         let message = self.address_message(link, prefix)?;
         self.request(
-            &format!("add address {prefix} to {link}"),
+            format_args!("add address {prefix} to {link}"),
             RouteNetlinkMessage::NewAddress(message),
             Request::Create,
         )
@@ -490,7 +469,7 @@ impl NetNs {
     pub fn delete_address(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
         let message = self.address_message(link, prefix)?;
         self.request(
-            &format!("delete address {prefix} from {link}"),
+            format_args!("delete address {prefix} from {link}"),
             RouteNetlinkMessage::DelAddress(message),
             Request::Ack,
         )
@@ -539,7 +518,7 @@ impl NetNs {
     pub fn add_route(&self, destination: IpPrefix, via: Via<'_>) -> Result<(), Error> {
         let message = self.route_message(destination, via)?;
         self.request(
-            &format!("add route {destination} {via}"),
+            format_args!("add route {destination} {via}"),
             RouteNetlinkMessage::NewRoute(message),
             Request::Create,
         )
@@ -574,71 +553,12 @@ impl NetNs {
     pub fn delete_route(&self, destination: IpPrefix, via: Via<'_>) -> Result<(), Error> {
         let message = self.route_message(destination, via)?;
         self.request(
-            &format!("delete route {destination} {via}"),
+            format_args!("delete route {destination} {via}"),
             RouteNetlinkMessage::DelRoute(message),
             Request::Ack,
         )
         .map(drop)
     }
-
-    /// Reads a sysctl under `net.*` in this namespace, e.g.
-    /// `net.ipv4.ip_forward`, without its trailing newline. As in sysctl(8),
-    /// a `/` stands for a `.` in an interface name:
-    /// `net.ipv4.conf.eth0/100.forwarding`.
-    ///
-    /// The file is opened on a thread inside the namespace: the files under
-    /// `/proc/sys/net` (like `/proc/self/net`) show the namespace of the
-    /// thread that opens them, not of the path.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::BadSysctl`] for a name outside `net.*`; [`Error::Sysctl`]
-    /// when the file cannot be read.
-    pub fn sysctl(&self, name: &str) -> Result<String, Error> {
-        let path = sysctl_path(name)?;
-        self.run(|| std::fs::read_to_string(&path))?
-            .map(|value| value.trim_end_matches('\n').to_owned())
-            .map_err(|source| Error::Sysctl {
-                operation: format!("read {name}"),
-                source,
-            })
-    }
-
-    /// Writes a sysctl under `net.*` in this namespace, e.g.
-    /// `ns.set_sysctl("net.ipv4.ip_forward", "1")`. See [`NetNs::sysctl`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::BadSysctl`]; [`Error::Sysctl`] when the kernel refuses the value.
-    pub fn set_sysctl(&self, name: &str, value: &str) -> Result<(), Error> {
-        let path = sysctl_path(name)?;
-        self.run(|| std::fs::write(&path, value))?
-            .map_err(|source| Error::Sysctl {
-                operation: format!("write {name} = {value}"),
-                source,
-            })
-    }
-}
-
-/// The file of a `net.*` sysctl. As in sysctl(8), a `/` in a name stands for
-/// a `.` in the file's path, for interface names such as `eth0.100`:
-/// `net.ipv4.conf.eth0/100.forwarding`.
-fn sysctl_path(name: &str) -> Result<String, Error> {
-    let parts: Vec<String> = name.split('.').map(|part| part.replace('/', ".")).collect();
-    let plain = parts.iter().all(|part| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
-    });
-    if parts.first().map(String::as_str) != Some("net") || parts.len() < 2 || !plain {
-        return Err(Error::BadSysctl {
-            name: name.to_owned(),
-        });
-    }
-    Ok(format!("/proc/sys/{}", parts.join("/")))
 }
 
 fn family(address: IpAddr) -> AddressFamily {
@@ -687,37 +607,6 @@ fn link_of(message: LinkMessage) -> Link {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sysctl_names() {
-        assert_eq!(
-            sysctl_path("net.ipv4.ip_forward").unwrap(),
-            "/proc/sys/net/ipv4/ip_forward"
-        );
-        assert_eq!(
-            sysctl_path("net.ipv6.conf.veth-a0.forwarding").unwrap(),
-            "/proc/sys/net/ipv6/conf/veth-a0/forwarding"
-        );
-        assert_eq!(
-            sysctl_path("net.ipv4.conf.eth0/100.forwarding").unwrap(),
-            "/proc/sys/net/ipv4/conf/eth0.100/forwarding"
-        );
-        for bad in [
-            "net.ipv4.conf.//.x",
-            "net./.x",
-            "kernel.hostname",
-            "net",
-            "net..x",
-            "net.ipv4/../../x",
-            "net.a b",
-            "vm.swappiness",
-        ] {
-            assert!(
-                matches!(sysctl_path(bad), Err(Error::BadSysctl { .. })),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn prefixes() {

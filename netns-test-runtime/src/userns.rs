@@ -3,8 +3,13 @@
 use std::ffi::CStr;
 use std::io;
 
-use nix::libc;
-use nix::unistd::{getgid, getpid, getuid};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use nix::unistd::{Pid, getgid, getpid, getppid, getuid, write};
 
 /// What a child needs to become root of a new user namespace, prepared before
 /// the fork so that the child only makes system calls.
@@ -13,7 +18,7 @@ pub(crate) struct UsernsSetup {
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
     /// The parent's pid, to tie the child's life to the parent's.
-    parent: libc::pid_t,
+    parent: Pid,
 }
 
 impl UsernsSetup {
@@ -22,7 +27,7 @@ impl UsernsSetup {
         UsernsSetup {
             uid_map: format!("0 {} 1\n", getuid()).into_bytes(),
             gid_map: format!("0 {} 1\n", getgid()).into_bytes(),
-            parent: getpid().as_raw(),
+            parent: getpid(),
         }
     }
 
@@ -30,13 +35,9 @@ impl UsernsSetup {
     /// forked it ends, so that no test process outlives the test binary, and
     /// fails if the parent is gone already. Async-signal-safe, like `enter`.
     pub(crate) fn die_with_parent(&self) -> io::Result<()> {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: getppid(2) has no arguments and cannot fail.
-        if unsafe { libc::getppid() } != self.parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        set_pdeathsig(Signal::SIGKILL)?;
+        if getppid() != self.parent {
+            return Err(Errno::ESRCH.into());
         }
         Ok(())
     }
@@ -49,38 +50,24 @@ impl UsernsSetup {
     /// (`Command::pre_exec`). `unshare(CLONE_NEWUSER)` needs a single-threaded
     /// process, which a freshly forked child is.
     pub(crate) fn enter(&self) -> io::Result<()> {
-        // SAFETY: unshare(2) takes only flags and touches no memory of ours.
-        if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?;
         // An unprivileged process may write its gid_map only after it has
         // given up setgroups(2); see user_namespaces(7).
         match write_file(c"/proc/self/setgroups", b"deny") {
-            Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(Errno::ENOENT) => {}
             other => other?,
         }
         write_file(c"/proc/self/uid_map", &self.uid_map)?;
-        write_file(c"/proc/self/gid_map", &self.gid_map)
+        write_file(c"/proc/self/gid_map", &self.gid_map)?;
+        Ok(())
     }
 }
 
 /// Writes `data` to `path` with one `write`, as the `/proc` map files require.
-fn write_file(path: &CStr, data: &[u8]) -> io::Result<()> {
-    // SAFETY: `path` is a NUL-terminated string that outlives the call.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
+    let fd = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    match write(&fd, data)? {
+        written if written == data.len() => Ok(()),
+        _ => Err(Errno::EIO),
     }
-    // SAFETY: `data` is valid for `data.len()` bytes, and `fd` is open.
-    let written = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    let result = if written < 0 {
-        Err(io::Error::last_os_error())
-    } else if written as usize != data.len() {
-        Err(io::Error::from_raw_os_error(libc::EIO))
-    } else {
-        Ok(())
-    };
-    // SAFETY: `fd` was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    result
 }

@@ -37,7 +37,7 @@ fn a_refusing_machine_fails_the_test_with_causes_and_remedies() {
         assert_eq!(report.status(name), "FAILED", "{}", report.output);
         let output = report.failure_output(name);
         for says in [
-            "neither mode works",
+            "no mode works (thread, helper or process)",
             "unshare(CLONE_NEWNET) failed: EPERM",
             "lacks CAP_SYS_ADMIN",
             "user.max_user_namespaces is 0",

@@ -1,0 +1,299 @@
+//! Helper mode: rootless tests at close to thread mode's speed.
+//!
+//! A fork and exec per test costs several times the namespace itself, so in
+//! helper mode the test binary keeps long-lived helper processes instead.
+//! Each helper is the test binary run again (for the test that needed it)
+//! inside a new user namespace, where it holds CAP_SYS_ADMIN. It then serves
+//! requests: for each, it runs one body on a thread of its own that unshares
+//! a fresh network namespace, with the same runner as thread mode, finding
+//! the body by its path in the registry that `#[netns_test]` fills.
+//!
+//! A helper runs one test at a time, so it can send that test's stdout and
+//! stderr to the test's own pipes; tests run in parallel on several helpers,
+//! as many as libtest runs at once. Outcomes travel as in process mode: over
+//! a record pipe, read by the same code. A helper that crashes, or is killed
+//! at a timeout, fails only the test it was running, and the next test gets
+//! a new helper.
+
+use std::fs::File;
+use std::io::{IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::process::{Child, ExitStatus};
+use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
+use nix::unistd::getpid;
+
+use crate::error::Error;
+use crate::mode::child::{self, Pumped, Streams, pipe, spawn_child, take_inherited};
+use crate::mode::thread::{Io, run_on_named_thread};
+use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
+use crate::netns::NsKey;
+use crate::outcome::Outcome;
+use crate::sandbox::{Entry, Sandbox};
+use crate::test::{TESTS, Test};
+
+/// The largest request a helper reads: a test's path and a namespace key.
+const REQUEST_MAX: usize = 64 * 1024;
+
+/// How long a helper that closed a record without an outcome is given to
+/// exit: it is dying, and its pipes close just before it can be waited for.
+const DYING_GRACE: Duration = Duration::from_secs(1);
+
+/// A helper process and the parent's end of its request socket.
+struct Helper {
+    child: Child,
+    socket: OwnedFd,
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Only helpers that failed are dropped; idle ones live in `IDLE`
+        // until the test process exits, when their socket closes and they
+        // exit on their own.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Helpers waiting for a test.
+static IDLE: Mutex<Vec<Helper>> = Mutex::new(Vec::new());
+
+/// In the parent: runs `test` on a helper and returns its outcome.
+pub(crate) fn run_parent(test: &Test, timeout: Option<Duration>) -> Outcome {
+    // A helper may have died between tests; then the body never started,
+    // and the test is tried once more on a new helper.
+    for _ in 0..2 {
+        match run_once(test, timeout) {
+            Ok(Some(outcome)) => return outcome,
+            Ok(None) => {}
+            Err(error) => return Outcome::Runtime(error),
+        }
+    }
+    Outcome::Runtime(Error::HelpersLost)
+}
+
+/// Runs the test once; `None` when the helper was gone before the body started.
+fn run_once(test: &Test, timeout: Option<Duration>) -> Result<Option<Outcome>, Error> {
+    let idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let mut helper = match idle {
+        Some(helper) => helper,
+        None => spawn(test.name())?,
+    };
+    let request = HelperRequest {
+        harness_ns: NsKey::of_this_thread()?,
+        path: test.path.to_owned(),
+    };
+    let (record_r, record_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let fds = [&record_w, &stdout_w, &stderr_w].map(AsRawFd::as_raw_fd);
+    let sent = sendmsg::<()>(
+        helper.socket.as_raw_fd(),
+        &[IoSlice::new(request.encode().as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+    drop((record_w, stdout_w, stderr_w));
+    match sent {
+        Ok(_) => {}
+        Err(Errno::EPIPE | Errno::ECONNRESET) => return Ok(None),
+        Err(errno) => {
+            return Err(Error::Child {
+                step: "send a test to the helper process",
+                source: errno.into(),
+            });
+        }
+    }
+    let streams = Streams {
+        record: record_r,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        libtest: None,
+    };
+    let record = match streams.pump(&mut helper.child, timeout)? {
+        Pumped::TimedOut { after } => {
+            return Ok(Some(Outcome::Runtime(Error::TimedOut {
+                after,
+                left_running: false,
+            })));
+        }
+        Pumped::Finished { record, .. } => record,
+    };
+    let decoded = crate::mode::wire::Record::decode(&record);
+    let complete = matches!(&decoded, Ok(record) if record.outcome.is_some());
+    let grace = if complete {
+        Duration::ZERO
+    } else {
+        DYING_GRACE
+    };
+    let exited = exited_within(&mut helper.child, grace)?;
+    match (&decoded, exited) {
+        (Ok(record), Some(_)) if !record.started => return Ok(None),
+        (_, None) if complete => IDLE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(helper),
+        _ => {}
+    }
+    Ok(Some(child::outcome_of(
+        &record,
+        exited,
+        String::new(),
+        "the helper process running the test",
+    )))
+}
+
+/// Waits at most `grace` for `child` to exit; with no grace, only looks.
+fn exited_within(child: &mut Child, grace: Duration) -> Result<Option<ExitStatus>, Error> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let exited = child.try_wait().map_err(|source| Error::Child {
+            step: "wait for the helper process",
+            source,
+        })?;
+        if exited.is_some() || Instant::now() >= deadline {
+            return Ok(exited);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Starts a helper, on the spawner thread: a helper dies with the thread
+/// that forked it (`PR_SET_PDEATHSIG`), and that thread lives as long as
+/// this process, so helpers outlive the test that started them but never
+/// the test binary.
+fn spawn(name: &str) -> Result<Helper, Error> {
+    type Request = (String, mpsc::SyncSender<Result<Helper, Error>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let lost = || Error::ThreadLost {
+        step: "starting helper processes",
+    };
+    let spawner = match SPAWNER.get() {
+        Some(spawner) => spawner,
+        None => {
+            let (requests, incoming) = mpsc::channel::<Request>();
+            thread::Builder::new()
+                .name("netns-test-helpers".into())
+                .spawn(move || {
+                    for (name, reply) in incoming {
+                        let _ = reply.send(spawn_here(&name));
+                    }
+                })
+                .map_err(|source| Error::SpawnThread {
+                    step: "starting helper processes",
+                    source,
+                })?;
+            // Another test may have started one meanwhile; then this one
+            // ends at once, its channel dropped.
+            SPAWNER.get_or_init(|| Mutex::new(requests))
+        }
+    };
+    let (reply, spawned) = mpsc::sync_channel(1);
+    spawner
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((name.to_owned(), reply))
+        .map_err(|_| lost())?;
+    spawned.recv().map_err(|_| lost())?
+}
+
+/// Starts a helper from the calling thread.
+fn spawn_here(name: &str) -> Result<Helper, Error> {
+    let (socket, helper_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| Error::Child {
+        step: "create the socket to a helper process",
+        source: errno.into(),
+    })?;
+    let marker = HelperMarker {
+        parent: getpid().as_raw(),
+        socket: helper_end.as_raw_fd(),
+        name: name.to_owned(),
+    };
+    let child = spawn_child(name, (HELPER_MARKER, marker.encode()), &[&helper_end], None)?;
+    Ok(Helper { child, socket })
+}
+
+/// In a helper: serves requests until the parent closes the socket, then
+/// exits the process.
+pub(crate) fn serve(marker: &HelperMarker) -> ! {
+    let Some([socket]) = take_inherited([marker.socket]) else {
+        // Only a test calling the function of the test this helper was
+        // started for gets here; the helper already serves.
+        std::process::exit(0);
+    };
+    let mut payload = vec![0u8; REQUEST_MAX];
+    loop {
+        let mut space = nix::cmsg_space!([RawFd; 3]);
+        let mut iov = [IoSliceMut::new(&mut payload)];
+        let received = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        );
+        let Ok(message) = received else {
+            std::process::exit(0);
+        };
+        if message.bytes == 0 {
+            std::process::exit(0);
+        }
+        let (bytes, truncated) = (message.bytes, message.flags.contains(MsgFlags::MSG_TRUNC));
+        let mut fds = Vec::new();
+        for control in message.cmsgs().into_iter().flatten() {
+            if let ControlMessageOwned::ScmRights(received) = control {
+                for fd in received {
+                    // SAFETY: SCM_RIGHTS installed this descriptor in this
+                    // process for this message; it is owned once, here.
+                    fds.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+                }
+            }
+        }
+        let request = std::str::from_utf8(&payload[..bytes])
+            .ok()
+            .filter(|_| !truncated)
+            .and_then(HelperRequest::decode);
+        // A request without its three pipes cannot be answered; the parent
+        // sees the descriptors it sent closed, and no record.
+        if let Ok([record, stdout, stderr]) = <[OwnedFd; 3]>::try_from(fds) {
+            serve_one(request, File::from(record), stdout, stderr);
+        }
+    }
+}
+
+/// Runs one requested body, with thread mode's runner, and writes its record.
+fn serve_one(request: Option<HelperRequest>, mut record: File, stdout: OwnedFd, stderr: OwnedFd) {
+    if record.write_all(&started_frame()).is_err() {
+        return;
+    }
+    let outcome = match request {
+        None => Outcome::Runtime(Error::Malformed {
+            step: "the request a helper process received",
+        }),
+        Some(request) => match TESTS.iter().find(|test| test.path == request.path) {
+            None => Outcome::Runtime(Error::TestNotRegistered { path: request.path }),
+            Some(test) => {
+                let sandbox = Sandbox {
+                    entry: Entry::Unshare,
+                    harness_ns: request.harness_ns,
+                };
+                // The parent enforces the timeout, by killing this helper.
+                let io = Io::Redirected { stdout, stderr };
+                run_on_named_thread(test, sandbox, io, None).into_outcome()
+            }
+        },
+    };
+    let _ = record.write_all(&outcome_frame(&outcome));
+}

@@ -1,0 +1,122 @@
+//! Process mode: the test binary runs itself again, for one test, inside a
+//! new user and network namespace; the parent reports the child's outcome as
+//! its own.
+
+use std::fs::File;
+use std::io::Write;
+use std::time::Duration;
+
+use nix::unistd::getpid;
+
+use crate::error::Error;
+use crate::mode::child::{self, Pumped, Streams, pipe, redirected, spawn_child, take_inherited};
+use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
+use crate::netns::NsKey;
+use crate::outcome::Outcome;
+use crate::sandbox::{Entry, Sandbox};
+use crate::test::Test;
+
+/// In the parent: runs the test in a child process and returns its outcome.
+pub(crate) fn run_parent(test: &Test, timeout: Option<Duration>) -> Outcome {
+    spawn_and_wait(test.name(), timeout).unwrap_or_else(Outcome::Runtime)
+}
+
+fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Error> {
+    let harness_ns = NsKey::of_this_thread()?;
+    let (record_r, record_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let (libtest_r, libtest_w) = pipe()?;
+    let marker = ChildMarker {
+        parent: getpid().as_raw(),
+        fds: [&record_w, &stdout_w, &stderr_w].map(std::os::fd::AsRawFd::as_raw_fd),
+        harness_ns,
+        name: name.to_owned(),
+    };
+    let mut child = spawn_child(
+        name,
+        (CHILD_MARKER, marker.encode()),
+        &[&record_w, &stdout_w, &stderr_w],
+        Some(libtest_w),
+    )?;
+    // Only the child may hold the write ends, so that the reads end.
+    drop((record_w, stdout_w, stderr_w));
+    let streams = Streams {
+        record: record_r,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        libtest: Some(libtest_r),
+    };
+    match streams.pump(&mut child, timeout)? {
+        Pumped::TimedOut { after } => Ok(Outcome::Runtime(Error::TimedOut {
+            after,
+            left_running: false,
+        })),
+        Pumped::Finished {
+            record,
+            libtest_output,
+        } => {
+            let status = child.wait().map_err(|source| Error::Child {
+                step: "wait for the test's child process",
+                source,
+            })?;
+            Ok(child::outcome_of(
+                &record,
+                Some(status),
+                libtest_output,
+                "the test's child process",
+            ))
+        }
+    }
+}
+
+/// In the child: runs the body and writes its record. Returns the outcome,
+/// so that the child's own libtest reports it too.
+pub(crate) fn run_child(test: &Test, marker: &ChildMarker) -> Outcome {
+    let Some([record, stdout, stderr]) = take_inherited(marker.fds) else {
+        return Outcome::Runtime(Error::Reentered {
+            name: marker.name.clone(),
+        });
+    };
+    let mut record = File::from(record);
+    // The record decides the result: if it cannot be written, the parent
+    // reports the child as ended before the body finished.
+    if let Err(source) = record.write_all(&started_frame()) {
+        return Outcome::Runtime(Error::Child {
+            step: "write the outcome record to the parent",
+            source,
+        });
+    }
+    let sandbox = Sandbox {
+        entry: Entry::AlreadyInside,
+        harness_ns: marker.harness_ns,
+    };
+    let outcome = match sandbox.prepare(test) {
+        Err(unprepared) => Outcome::Runtime(unprepared.into()),
+        Ok(call) => redirected(&stdout, &stderr, || Outcome::of_call(call)),
+    };
+    let _ = record.write_all(&outcome_frame(&outcome));
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child whose libtest finds no such test ends without a record, and
+    /// the report says so and shows what the child's libtest printed.
+    #[test]
+    fn a_child_that_finds_no_test_fails() {
+        let outcome = spawn_and_wait("no::such::test", None).unwrap_or_else(Outcome::Runtime);
+        let Outcome::Runtime(Error::ChildEnded(ended)) = outcome else {
+            panic!("expected the child to end without a record, got {outcome:?}");
+        };
+        let message = ended.to_string();
+        assert!(!ended.started, "{message}");
+        assert!(
+            message.contains("exited with status 0 without running the test"),
+            "{message}"
+        );
+        assert!(message.contains("running 0 tests"), "{message}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Choosing this process's mode, once.
+//!
+//! Thread mode is tried first, unless another mode is forced, by the first
+//! test itself: its body's thread tries `unshare(CLONE_NEWNET)`, and what it
+//! found is recorded here. A process that runs one test (as under nextest)
+//! so makes one namespace, not two. Once a test was refused, the fallback is
+//! probed, once, and every later test uses it.
+
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+
+use crate::diagnose::{Diagnosis, probe_process};
+use crate::error::Error;
+use crate::mode::{Mode, Requested};
+
+/// What the first thread-mode test of this process found when it tried
+/// `unshare(CLONE_NEWNET)`: set only after a real attempt.
+static THREAD_MODE: OnceLock<Result<(), Errno>> = OnceLock::new();
+
+/// The fallback, when thread mode was refused or not asked for.
+static FALLBACK: OnceLock<Result<Fallback, Diagnosis>> = OnceLock::new();
+
+/// The modes that run a body in another process, one of which is used
+/// where thread mode is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fallback {
+    Helper,
+    Process,
+}
+
+impl From<Fallback> for Mode {
+    fn from(fallback: Fallback) -> Mode {
+        match fallback {
+            Fallback::Helper => Mode::Helper,
+            Fallback::Process => Mode::Process,
+        }
+    }
+}
+
+/// What `NETNS_TEST_MODE` asks for.
+pub(crate) fn requested() -> Result<Requested, Error> {
+    const EXPECTED: &str = "`thread`, `helper`, `process` or `auto`";
+    let value = match std::env::var("NETNS_TEST_MODE") {
+        Err(std::env::VarError::NotPresent) => return Ok(Requested::Auto),
+        Err(std::env::VarError::NotUnicode(value)) => {
+            return Err(Error::BadEnv {
+                name: "NETNS_TEST_MODE",
+                value: value.to_string_lossy().into_owned(),
+                expected: EXPECTED,
+            });
+        }
+        Ok(value) => value,
+    };
+    [Mode::Thread, Mode::Helper, Mode::Process]
+        .into_iter()
+        .find(|mode| mode.as_str() == value)
+        .map(Requested::Forced)
+        .or_else(|| matches!(value.as_str(), "" | "auto").then_some(Requested::Auto))
+        .ok_or(Error::BadEnv {
+            name: "NETNS_TEST_MODE",
+            value,
+            expected: EXPECTED,
+        })
+}
+
+/// The mode for this process's next test.
+pub(crate) fn selected() -> Result<Mode, Error> {
+    let requested = requested()?;
+    match (requested, THREAD_MODE.get()) {
+        (Requested::Auto | Requested::Forced(Mode::Thread), None | Some(Ok(()))) => {
+            Ok(Mode::Thread)
+        }
+        (_, thread) => fallback(requested, thread.copied()).map(Mode::from),
+    }
+}
+
+/// Records that a thread-mode test unshared its namespace.
+pub(crate) fn thread_mode_worked() {
+    let _ = THREAD_MODE.set(Ok(()));
+}
+
+/// Records that a thread-mode test's `unshare(CLONE_NEWNET)` was refused
+/// with `errno`, and returns the mode the test goes to instead. A refusal
+/// after thread mode has worked in this process is that test's own error,
+/// not the machine's.
+pub(crate) fn thread_mode_refused(errno: Errno) -> Result<Fallback, Error> {
+    let _ = THREAD_MODE.set(Err(errno));
+    match THREAD_MODE.get() {
+        Some(Err(_)) => fallback(requested()?, Some(Err(errno))),
+        _ => Err(Error::Unshare { source: errno }),
+    }
+}
+
+/// The mode when thread mode was refused with `thread`, or not asked for.
+fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<Fallback, Error> {
+    FALLBACK
+        .get_or_init(|| {
+            let process = match requested {
+                Requested::Forced(Mode::Thread) => None,
+                _ => Some(probe_process()),
+            };
+            match (requested, process) {
+                (Requested::Forced(Mode::Process), Some(Ok(()))) => Ok(Fallback::Process),
+                // Rootless: a helper is as isolated as a process per test for
+                // everything but a crash, and several times faster.
+                (_, Some(Ok(()))) => Ok(Fallback::Helper),
+                (_, process) => Err(Diagnosis::gather(requested, thread, process)),
+            }
+        })
+        .clone()
+        .map_err(Error::Unavailable)
+}
+
+/// The mode this process's netns tests use, as `NETNS_TEST_MODE` and the
+/// machine decide: `"thread"`, `"helper"` or `"process"`.
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] when no mode works, or [`Error::BadEnv`].
+pub fn selected_mode() -> Result<&'static str, Error> {
+    selected().map(Mode::as_str)
+}

@@ -1,0 +1,137 @@
+//! The one step every mode takes before a body runs: a fresh network
+//! namespace with `lo` up, the optional private `/sys`, the isolation check
+//! and the handle, in that order.
+//!
+//! Thread mode, helpers and process-mode children all prepare a body here,
+//! so a guarantee made here holds in every mode.
+
+use nix::errno::Errno;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+
+use crate::error::Error;
+use crate::netlink;
+use crate::netns::{NetNs, NsKey};
+use crate::test::{Call, Test};
+
+/// How the body's thread gets its fresh network namespace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entry {
+    /// The thread unshares one (thread mode, and helpers).
+    Unshare,
+    /// The process was started inside one (a process-mode child).
+    AlreadyInside,
+}
+
+/// Where a body is prepared, and the namespace it must not share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sandbox {
+    pub(crate) entry: Entry,
+    /// The namespace of the harness thread that runs the test.
+    pub(crate) harness_ns: NsKey,
+}
+
+/// Why a body could not be prepared.
+#[derive(Debug)]
+pub(crate) enum Unprepared {
+    /// `unshare(CLONE_NEWNET)` was refused: the thread has not moved, and
+    /// nothing else was tried. In thread mode this is the probe's answer.
+    Refused(Errno),
+    /// A later step failed.
+    Failed(Error),
+}
+
+impl From<Unprepared> for Error {
+    fn from(unprepared: Unprepared) -> Error {
+        match unprepared {
+            Unprepared::Refused(source) => Error::Unshare { source },
+            Unprepared::Failed(error) => error,
+        }
+    }
+}
+
+impl Sandbox {
+    /// Prepares the calling thread for `test`'s body, and returns the body
+    /// with what it takes.
+    pub(crate) fn prepare(&self, test: &Test) -> Result<Call, Unprepared> {
+        if let Entry::Unshare = self.entry {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(Unprepared::Refused)?;
+        }
+        netlink::loopback_up()
+            .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
+            .and_then(|()| ensure_isolated(self.harness_ns))
+            .and_then(|()| test.body.ready(NetNs::current))
+            .map_err(Unprepared::Failed)
+    }
+}
+
+/// Fails closed unless the calling thread is outside the harness's namespace.
+pub(crate) fn ensure_isolated(harness_ns: NsKey) -> Result<(), Error> {
+    if !NsKey::of_this_thread()?.differs_from(harness_ns) {
+        return Err(Error::NotIsolated {
+            namespace: harness_ns.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Gives the calling thread a private mount namespace in which `/sys` is a
+/// sysfs of the thread's network namespace, so `/sys/class/net` lists the
+/// test's links. Nothing propagates back to the host's mounts: every mount
+/// is made private first. The mount namespace ends with the thread (thread
+/// mode, helpers) or the process (process mode).
+fn private_sysfs() -> Result<(), Error> {
+    let failed = |step: &'static str| move |source| Error::Mount { step, source };
+    unshare(CloneFlags::CLONE_NEWNS).map_err(failed(
+        "give the test a private mount namespace (unshare(CLONE_NEWNS))",
+    ))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(failed("make the test's mounts private"))?;
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(failed(
+        "mount a sysfs of the test's network namespace on /sys",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::NsId;
+
+    /// The check every mode makes before running a body refuses a thread
+    /// that is in the harness's namespace.
+    #[test]
+    fn the_isolation_check_fails_closed() {
+        let here = NsKey::of_this_thread().expect("this thread's key");
+        let refused = ensure_isolated(here).expect_err("the same namespace must be refused");
+        assert!(matches!(refused, Error::NotIsolated { .. }), "{refused}");
+        assert!(
+            refused.to_string().starts_with("refusing to run the body"),
+            "{refused}"
+        );
+    }
+
+    /// A key of another kind cannot tell the namespaces apart, so it never
+    /// counts as isolated.
+    #[test]
+    fn keys_of_different_kinds_are_not_isolated() {
+        let inode = NsKey::Inode(NsId { dev: 4, ino: 7 });
+        assert!(!NsKey::Cookie(7).differs_from(inode));
+        assert!(!inode.differs_from(NsKey::Cookie(7)));
+        assert!(NsKey::Cookie(7).differs_from(NsKey::Cookie(8)));
+        assert!(!NsKey::Cookie(7).differs_from(NsKey::Cookie(7)));
+        assert!(inode.differs_from(NsKey::Inode(NsId { dev: 4, ino: 8 })));
+    }
+}

@@ -1,0 +1,116 @@
+//! The test model: what `#[netns_test]` describes, and the registry that lets
+//! a helper process find a body by its path.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::netns::NetNs;
+
+/// Every `#[netns_test]` of the binary, for a helper process to find by path.
+#[linkme::distributed_slice]
+pub static TESTS: [Test];
+
+/// One test, as the attribute describes it.
+#[derive(Debug)]
+pub struct Test {
+    /// `module_path!()` and the function's name, joined by `::`.
+    pub path: &'static str,
+    /// Whether libtest expects the test to panic.
+    pub should_panic: ShouldPanic,
+    /// The attribute's `timeout`.
+    pub timeout: Option<Duration>,
+    /// The attribute's `sysfs`: mount a sysfs of the test's namespace.
+    pub sysfs: bool,
+    /// The user's function, wrapped to report its result.
+    pub body: Body,
+}
+
+/// The user's function, by what it takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    /// It takes nothing.
+    Plain(fn() -> Result<(), TestError>),
+    /// It takes the handle to its namespace, which the runtime opens for it.
+    WithNs(fn(NetNs) -> Result<(), TestError>),
+}
+
+impl Body {
+    /// The body with what it takes, opening the handle with `open` only
+    /// for a body that takes one: opening it costs an nsfs inode.
+    pub(crate) fn ready(self, open: impl FnOnce() -> Result<NetNs, Error>) -> Result<Call, Error> {
+        Ok(match self {
+            Body::Plain(body) => Call::Plain(body),
+            Body::WithNs(body) => Call::WithNs(body, open()?),
+        })
+    }
+}
+
+/// A body with what it takes, ready to run inside its namespace.
+#[derive(Debug)]
+pub(crate) enum Call {
+    /// A body that takes nothing.
+    Plain(fn() -> Result<(), TestError>),
+    /// A body and the handle to the namespace it runs in.
+    WithNs(fn(NetNs) -> Result<(), TestError>, NetNs),
+}
+
+impl Test {
+    /// libtest's name for the test: its path without the crate's name.
+    pub(crate) fn name(&self) -> &'static str {
+        let path = self.path;
+        path.split_once("::").map_or(path, |(_, rest)| rest)
+    }
+}
+
+/// Mirrors `#[should_panic]`.
+#[derive(Debug, Clone, Copy)]
+pub enum ShouldPanic {
+    /// No `#[should_panic]`.
+    No,
+    /// `#[should_panic]`.
+    Yes,
+    /// `#[should_panic(expected = "...")]`.
+    WithMessage(&'static str),
+}
+
+/// The error of a test that returned `Err`, shown as libtest shows it: the
+/// `Debug` form of the user's error.
+pub struct TestError(String);
+
+impl TestError {
+    /// The error whose `Debug` form is `debug`.
+    pub(crate) fn from_debug(debug: String) -> Self {
+        TestError(debug)
+    }
+
+    /// The user's error's `Debug` form.
+    pub(crate) fn as_debug(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_drop_the_crate() {
+        let named = |path| Test {
+            path,
+            should_panic: ShouldPanic::No,
+            timeout: None,
+            sysfs: false,
+            body: Body::Plain(|| Ok(())),
+        };
+        assert_eq!(named("my_crate::a::b::test").name(), "a::b::test");
+        assert_eq!(named("integration::test").name(), "test");
+        assert_eq!(named("lonely").name(), "lonely");
+    }
+}
