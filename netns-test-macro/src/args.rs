@@ -173,7 +173,8 @@ fn parse_timeout(value: &Expr) -> syn::Result<u64> {
 }
 
 /// Parses `"500ms"`, `"10s"` or `"2m"` into milliseconds. The runtime parses
-/// `NETNS_TEST_TIMEOUT` with the same grammar.
+/// `NETNS_TEST_TIMEOUT` with the same grammar (`netns-test-runtime/src/env.rs`),
+/// and its `durations` test has the same table as this one's.
 fn parse_duration_ms(text: &str) -> Option<u64> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = text.split_at(digits);
@@ -219,5 +220,8 @@ mod tests {
         assert_eq!(parse_duration_ms("1.5s"), None);
         assert_eq!(parse_duration_ms("10 s"), None);
         assert_eq!(parse_duration_ms("99999999999999999999s"), None);
+        for bad in ["-1s", "3h", ""] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+        }
     }
 }

@@ -100,7 +100,11 @@ impl AsyncRuntime for Tokio {
         };
         // Worker and blocking threads are spawned from this thread, so they
         // start in its network namespace.
-        match builder.enable_all().build() {
+        let built = match crate::fault::injected(crate::fault::Fault::AsyncRuntime) {
+            true => Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE)),
+            false => builder.enable_all().build(),
+        };
+        match built {
             Ok(runtime) => runtime.block_on(body),
             Err(source) => crate::outcome::fail_runtime(crate::Error::AsyncRuntime { source }),
         }

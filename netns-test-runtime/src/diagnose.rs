@@ -180,6 +180,10 @@ pub enum Cause {
     Seccomp,
     /// The kernel was built without user namespaces (`CONFIG_USER_NS`).
     NoUserNamespaces,
+    /// `/proc` is not mounted, or masked, so netns-test can neither find the
+    /// causes nor make namespaces: it needs `/proc/self/status`,
+    /// `/proc/self/ns` and the `uid_map` files.
+    ProcUnreadable,
 }
 
 impl Cause {
@@ -195,6 +199,11 @@ impl Cause {
                 .map(str::trim)
         };
         let mut causes = Vec::new();
+        if (thread_failed || process_failed) && read("self/status").is_none() {
+            // Nothing else can be told, and nothing would be true.
+            causes.push(Cause::ProcUnreadable);
+            return causes;
+        }
         if thread_failed {
             /// CAP_SYS_ADMIN's bit in the capability sets (`linux/capability.h`).
             const CAP_SYS_ADMIN: u32 = 21;
@@ -245,6 +254,9 @@ impl Cause {
             Cause::NoUserNamespaces => {
                 "use a kernel built with CONFIG_USER_NS=y, or run the tests as root for thread mode"
             }
+            Cause::ProcUnreadable => {
+                "mount /proc (`mount -t proc proc /proc`), or run the container without masking it (e.g. without `--security-opt systempaths=...` masks over /proc)"
+            }
         }
     }
 }
@@ -262,6 +274,7 @@ impl fmt::Display for Cause {
             }
             Cause::Seccomp => "a seccomp filter is active (Docker's default profile refuses namespace calls)",
             Cause::NoUserNamespaces => "this kernel has no user namespaces",
+            Cause::ProcUnreadable => "/proc/self/status cannot be read: /proc is not mounted, or is masked",
         })
     }
 }
@@ -319,6 +332,15 @@ mod tests {
             ("sys/kernel/apparmor_restrict_unprivileged_userns", "0\n"),
         ]);
         assert_eq!(Cause::find(&proc, true, true), []);
+        assert_eq!(Cause::find(&proc, false, false), []);
+        std::fs::remove_dir_all(proc).expect("clean up");
+    }
+
+    /// Without a readable `/proc`, nothing is blamed on the kernel.
+    #[test]
+    fn a_masked_proc_is_said_to_be_masked() {
+        let proc = fake_proc(&[("sys/user/max_user_namespaces", "0\n")]);
+        assert_eq!(Cause::find(&proc, true, true), [Cause::ProcUnreadable]);
         assert_eq!(Cause::find(&proc, false, false), []);
         std::fs::remove_dir_all(proc).expect("clean up");
     }

@@ -16,7 +16,8 @@ use crate::diagnose::Diagnosis;
 pub enum Error {
     /// `unshare(CLONE_NEWNET)` failed.
     #[error(
-        "create a network namespace with unshare(CLONE_NEWNET): {source}; this needs CAP_SYS_ADMIN: run as root, or leave NETNS_TEST_MODE unset (or `helper` or `process`) so that netns-test runs the body inside a user namespace of its own"
+        "create a network namespace with unshare(CLONE_NEWNET): {source}; {}",
+        unshare_remedy(*source)
     )]
     Unshare {
         /// Why the kernel refused.
@@ -63,6 +64,12 @@ pub enum Error {
         /// The namespace the body would have shared, by cookie or inode.
         namespace: String,
     },
+    /// The body's thread ended in the harness's network namespace: the body
+    /// moved it there, so it may have changed the host's network.
+    #[error(
+        "the body's thread ended in the harness's network namespace, so the body may have changed the host's network; did it call setns(2) with a saved /proc/self/ns/net? In a threaded process that file names the main thread's namespace, not the calling thread's: use /proc/thread-self/ns/net, or NetNs::enter, whose guard moves the thread back"
+    )]
+    EndedInHarnessNs,
     /// A thread could not be started.
     #[error("start a thread for {step}: {source}")]
     SpawnThread {
@@ -291,5 +298,21 @@ impl std::fmt::Display for ChildEnded {
             )?;
         }
         Ok(())
+    }
+}
+
+/// What to do when `unshare(CLONE_NEWNET)` fails with `errno`.
+fn unshare_remedy(errno: Errno) -> &'static str {
+    match errno {
+        Errno::ENOSPC | Errno::EUSERS => {
+            "the limit of network namespaces is reached: fewer tests at once (--test-threads), or raise it: `sudo sysctl -w user.max_net_namespaces=15000`"
+        }
+        Errno::ENOMEM | Errno::EAGAIN | Errno::EMFILE | Errno::ENFILE => {
+            "the kernel or the process is out of memory or descriptors: fewer tests at once (--test-threads)"
+        }
+        Errno::EINVAL => "this kernel has no network namespaces (CONFIG_NET_NS)",
+        _ => {
+            "this needs CAP_SYS_ADMIN: run as root, or leave NETNS_TEST_MODE unset (or `helper` or `process`) so that netns-test runs the body inside a user namespace of its own"
+        }
     }
 }

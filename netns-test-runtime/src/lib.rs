@@ -97,7 +97,9 @@ compile_error!(
 );
 
 mod diagnose;
+mod env;
 mod error;
+mod fault;
 mod mode;
 mod netlink;
 mod netns;

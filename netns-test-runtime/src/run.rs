@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use nix::unistd::getppid;
 
+use crate::env;
 use crate::error::Error;
+use crate::mode::child::take_inherited;
 use crate::mode::select::{self, Fallback};
 use crate::mode::thread::{self, ThreadRun};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, HELPER_MARKER, HelperMarker};
@@ -29,37 +31,52 @@ enum Role {
 
 impl Role {
     /// This process's role, read once. A marker counts only where the
-    /// process that set it is this one's parent, so that a process a body
-    /// starts never takes its parent's marker as its own.
+    /// process that set it started this one, through the reaper between
+    /// them, so that a process a body starts never takes its parent's
+    /// marker as its own.
     fn detect() -> &'static Role {
         static ROLE: OnceLock<Role> = OnceLock::new();
         ROLE.get_or_init(|| {
-            let parent = getppid().as_raw();
             let marker = |name| std::env::var(name).ok();
-            if let Some(child) = marker(CHILD_MARKER).and_then(|text| ChildMarker::decode(&text)) {
-                if child.parent == parent {
-                    return Role::Child(child);
-                }
+            let child = marker(CHILD_MARKER).and_then(|text| ChildMarker::decode(&text));
+            let helper = marker(HELPER_MARKER).and_then(|text| HelperMarker::decode(&text));
+            if child.is_none() && helper.is_none() {
+                return Role::Harness;
             }
-            if let Some(helper) = marker(HELPER_MARKER).and_then(|text| HelperMarker::decode(&text))
-            {
-                if helper.parent == parent {
-                    return Role::Helper(helper);
-                }
+            let started_by = parent_of(getppid().as_raw());
+            match (child, helper) {
+                (Some(child), _) if started_by == Some(child.parent) => Role::Child(child),
+                (_, Some(helper)) if started_by == Some(helper.parent) => Role::Helper(helper),
+                _ => Role::Harness,
             }
-            Role::Harness
         })
     }
 }
 
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold anything, so split after ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Runs a test in the mode this process uses, and reports its outcome.
 pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
-    let name = test.name();
+    // The descriptors a marker names are taken once: a test that calls the
+    // function of the test its process was started for (a nested call)
+    // runs as in any test process.
     match Role::detect() {
-        Role::Child(marker) if marker.name == name => {
-            return conclude(test, process::run_child(test, marker));
+        Role::Child(marker) if marker.is_for(test) => {
+            if let Some(fds) = take_inherited(marker.fds) {
+                return conclude(test, process::run_child(test, marker, fds));
+            }
         }
-        Role::Helper(marker) if marker.name == name => helper::serve(marker),
+        Role::Helper(marker) if marker.name == test.name() => {
+            if let Some([socket]) = take_inherited([marker.socket]) {
+                helper::serve(socket);
+            }
+        }
         _ => {}
     }
     let outcome = match select::selected().and_then(|mode| Ok((mode, timeout(test)?))) {
@@ -68,9 +85,13 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
     };
     match outcome {
         // Only the choice of mode finds no mode; the body has not run.
-        Outcome::Runtime(Error::Unavailable(diagnosis)) if skip_unavailable() => {
-            skip(test, &diagnosis.to_string())
-        }
+        Outcome::Runtime(Error::Unavailable(diagnosis)) => match env::unavailable() {
+            Ok(env::Unavailable::Skip) => skip(test, &diagnosis.to_string()),
+            Ok(env::Unavailable::Fail) => {
+                conclude(test, Outcome::Runtime(Error::Unavailable(diagnosis)))
+            }
+            Err(error) => conclude(test, Outcome::Runtime(error)),
+        },
         outcome => conclude(test, outcome),
     }
 }
@@ -101,35 +122,10 @@ fn run_in(mode: Mode, test: &'static Test, timeout: Option<Duration>) -> Outcome
 
 /// The test's own timeout, or the default from `NETNS_TEST_TIMEOUT`.
 fn timeout(test: &Test) -> Result<Option<Duration>, Error> {
-    if test.timeout.is_some() {
-        return Ok(test.timeout);
+    match test.timeout {
+        Some(timeout) => Ok(Some(timeout)),
+        None => env::timeout(),
     }
-    let Ok(text) = std::env::var("NETNS_TEST_TIMEOUT") else {
-        return Ok(None);
-    };
-    parse_duration(&text).map(Some).ok_or(Error::BadEnv {
-        name: "NETNS_TEST_TIMEOUT",
-        value: text,
-        expected: "a whole number followed by `ms`, `s` or `m`, e.g. `30s`",
-    })
-}
-
-/// Parses `"500ms"`, `"10s"` or `"2m"`, as the attribute's `timeout` does.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
-    let millis = match unit {
-        "ms" => number,
-        "s" => number.checked_mul(1_000)?,
-        "m" => number.checked_mul(60_000)?,
-        _ => return None,
-    };
-    (millis > 0).then(|| Duration::from_millis(millis))
-}
-
-fn skip_unavailable() -> bool {
-    std::env::var("NETNS_TEST_UNAVAILABLE").is_ok_and(|value| value == "skip")
 }
 
 /// Passes a test that cannot run, loudly, as `NETNS_TEST_UNAVAILABLE=skip` asks.
@@ -146,20 +142,5 @@ fn skip(test: &Test, why: &str) -> Result<(), TestError> {
         ShouldPanic::No => Ok(()),
         ShouldPanic::Yes => panic::resume_unwind(Box::new("netns-test: skipped")),
         ShouldPanic::WithMessage(expected) => panic::resume_unwind(Box::new(expected)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("3s"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        for bad in ["0s", "", "s", "3", "1.5s", "-1s", "3h"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
     }
 }

@@ -1,6 +1,6 @@
-//! The one step every mode takes before a body runs: a fresh network
+//! The one step every mode takes around a body: before it, a fresh network
 //! namespace with `lo` up, the optional private `/sys`, the isolation check
-//! and the handle, in that order.
+//! and the handle, in that order; after it, the isolation check again.
 //!
 //! Thread mode, helpers and process-mode children all prepare a body here,
 //! so a guarantee made here holds in every mode.
@@ -9,9 +9,14 @@ use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
+use nix::libc;
+use nix::unistd::{getpid, write};
+
 use crate::error::Error;
+use crate::fault::{self, Fault};
 use crate::netlink;
 use crate::netns::{NetNs, NsKey};
+use crate::outcome::Outcome;
 use crate::test::{Call, Test};
 
 /// How the body's thread gets its fresh network namespace.
@@ -57,11 +62,40 @@ impl Sandbox {
         if let Entry::Unshare = self.entry {
             unshare(CloneFlags::CLONE_NEWNET).map_err(Unprepared::Refused)?;
         }
+        let harness_ns = || match fault::injected(Fault::HarnessIsHere) {
+            true => NsKey::of_this_thread(),
+            false => Ok(self.harness_ns),
+        };
         netlink::loopback_up()
             .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
-            .and_then(|()| ensure_isolated(self.harness_ns))
+            .and_then(|()| ensure_isolated(harness_ns()?))
             .and_then(|()| test.body.ready(NetNs::current))
             .map_err(Unprepared::Failed)
+    }
+
+    /// Runs a prepared body on the calling thread, and checks, after it,
+    /// that the thread is still outside the harness's namespace.
+    pub(crate) fn run(&self, call: Call) -> Outcome {
+        let pid = getpid();
+        let outcome = Outcome::of_call(call);
+        if getpid() != pid {
+            // A process the body forked returned from the body. Only the
+            // process that prepared the body reports its outcome, so the
+            // copy ends here, with no allocation (another thread may have
+            // held the allocator's lock when it was forked).
+            let _ = write(
+                std::io::stderr(),
+                b"netns-test: a process forked by a test body returned from the body; it exits without reporting\n",
+            );
+            // SAFETY: _exit(2) ends the process at once; it runs no atexit
+            // handler or destructor that could find state torn by the fork.
+            unsafe { libc::_exit(0) };
+        }
+        match NsKey::of_this_thread() {
+            Ok(here) if here.differs_from(self.harness_ns) => outcome,
+            Ok(_) => Outcome::Runtime(Error::EndedInHarnessNs),
+            Err(error) => Outcome::Runtime(error),
+        }
     }
 }
 

@@ -56,6 +56,13 @@ pub(crate) enum Call {
 }
 
 impl Test {
+    /// Where the test stands in the registry: the same in every process
+    /// that runs this binary, and unique, unlike its path (a test in a
+    /// `const _: () = { ... }` block has the path of one outside it).
+    pub(crate) fn index(&'static self) -> Option<usize> {
+        TESTS.iter().position(|test| std::ptr::eq(test, self))
+    }
+
     /// libtest's name for the test: its path without the crate's name.
     pub(crate) fn name(&self) -> &'static str {
         let path = self.path;

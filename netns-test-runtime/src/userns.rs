@@ -31,11 +31,11 @@ impl UsernsSetup {
         }
     }
 
-    /// Asks the kernel to kill this child with SIGKILL when the thread that
+    /// Asks the kernel to send this child `signal` when the thread that
     /// forked it ends, so that no test process outlives the test binary, and
     /// fails if the parent is gone already. Async-signal-safe, like `enter`.
-    pub(crate) fn die_with_parent(&self) -> io::Result<()> {
-        set_pdeathsig(Signal::SIGKILL)?;
+    pub(crate) fn die_with_parent(&self, signal: Signal) -> io::Result<()> {
+        set_pdeathsig(signal)?;
         if getppid() != self.parent {
             return Err(Errno::ESRCH.into());
         }

@@ -88,7 +88,10 @@ pub fn run_fixtures_under(
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let mut status = BTreeMap::new();
-    for line in stdout.lines() {
+    // Only libtest's status lines count, which come before its failure
+    // sections: a failed test's output may hold lines that look like them.
+    let statuses = stdout.split("\nfailures:\n").next().unwrap_or(&stdout);
+    for line in statuses.lines() {
         let Some(rest) = line.strip_prefix("test ") else {
             continue;
         };
@@ -114,6 +117,35 @@ pub fn run_fixtures_under(
         output: format!("{stdout}\n--- stderr ---\n{stderr}"),
         success: output.status.success(),
     }
+}
+
+/// The values of `NETNS_TEST_MODE` that every mode-dependent test runs under:
+/// `auto` is thread mode as root and helper mode without privileges.
+pub const MODES: [&str; 3] = ["auto", "helper", "process"];
+
+/// Whether the machine gives this process thread mode when the mode is `auto`.
+pub fn thread_mode_here() -> bool {
+    netns_test_runtime::diagnose().thread_mode()
+}
+
+/// Whether process `pid` is running (not gone, and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Waits up to 20 s for process `pid` to end; whether it did.
+pub fn ends(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alive(pid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
 }
 
 /// The inode of the calling thread's network namespace.

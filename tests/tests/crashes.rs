@@ -64,6 +64,10 @@ mod fixture {
     #[netns_test]
     #[ignore = "fixture"]
     fn hangs_without_a_timeout_of_its_own() {
+        // Says which process runs the body, for the killed-binary test.
+        if let Some(file) = std::env::var_os("NETNS_TEST_BODY_PID") {
+            std::fs::write(file, std::process::id().to_string()).expect("write the pid");
+        }
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 
@@ -190,39 +194,15 @@ fn thread_mode_timeout_says_the_thread_was_left_running() {
     }
 }
 
-/// The processes whose parent is `pid`, and whether each has exited.
-fn children_of(pid: u32) -> Vec<(u32, bool)> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-        if fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(pid) {
-            children.push((child, fields[0] == "Z"));
-        }
-    }
-    children
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
-
-/// A test binary killed in the middle of a test leaves no child process of
-/// netns-test behind: the kernel kills them with it.
+/// A test binary killed in the middle of a test leaves no process of
+/// netns-test behind: the process that runs the body (a process-mode child
+/// or a helper) dies with it.
 #[test]
 fn nothing_outlives_a_killed_test_binary() {
     for mode in ["process", "helper"] {
+        let file =
+            std::env::temp_dir().join(format!("netns-test-body-pid-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
         let mut binary = std::process::Command::new(std::env::current_exe().expect("this binary"))
             .args([
                 "fixture::hangs_without_a_timeout_of_its_own",
@@ -230,33 +210,33 @@ fn nothing_outlives_a_killed_test_binary() {
                 "--ignored",
             ])
             .env("NETNS_TEST_MODE", mode)
+            .env("NETNS_TEST_BODY_PID", &file)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start the fixture binary");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let children = loop {
-            let children = children_of(binary.id());
-            if !children.is_empty() {
-                break children;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let body = loop {
+            if let Some(pid) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|pid| pid.parse::<u32>().ok())
+            {
+                break pid;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{mode}: no child process appeared"
+                "{mode}: the body never started"
             );
             std::thread::sleep(Duration::from_millis(20));
         };
+        assert_ne!(body, binary.id(), "{mode}: the body ran in the test binary");
+        assert!(netns_test_tests::alive(body), "{mode}: no body to check");
         binary.kill().expect("kill the fixture binary");
         binary.wait().expect("reap it");
-        for (child, _) in children {
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while alive(child) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{mode}: child {child} outlived its test binary"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        assert!(
+            netns_test_tests::ends(body),
+            "{mode}: the body's process {body} outlived its test binary"
+        );
+        let _ = std::fs::remove_file(file);
     }
 }

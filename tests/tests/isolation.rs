@@ -59,6 +59,15 @@ mod fixture {
         holders!(h1 h2 h3 h4 h5 h6 h7 h8);
     }
 
+    /// Records its namespace for `harness_never_moves_and_the_namespace_is_discarded`,
+    /// which alone calls it.
+    #[netns_test]
+    #[ignore = "fixture"]
+    pub(super) fn records_its_namespace() {
+        *super::BODY_INODE.lock().unwrap() = Some(super::netns_inode());
+        TcpListener::bind("127.0.0.1:1").expect("a low port is free here");
+    }
+
     /// Prints the inode of the body's namespace.
     #[netns_test]
     #[ignore = "fixture"]
@@ -124,18 +133,12 @@ fn body_runs_in_another_namespace() {
 
 static BODY_INODE: Mutex<Option<u64>> = Mutex::new(None);
 
-#[netns_test]
-fn records_its_namespace() {
-    *BODY_INODE.lock().unwrap() = Some(netns_inode());
-    TcpListener::bind("127.0.0.1:1").expect("a low port is free here");
-}
-
 /// The harness thread's namespace is the same before and after a netns test,
 /// and the body's namespace is gone once the test has ended.
 #[test]
 fn harness_never_moves_and_the_namespace_is_discarded() {
     let before = netns_inode();
-    records_its_namespace();
+    fixture::records_its_namespace();
     assert_eq!(netns_inode(), before, "the harness thread moved");
     match BODY_INODE.lock().unwrap().take() {
         // Thread mode: nothing in this process may refer to it any more.

@@ -20,13 +20,21 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::Signal;
-use nix::unistd::{dup, dup2_stderr, dup2_stdout, pipe2};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, dup, dup2_stderr, dup2_stdout, pipe2};
 
 use crate::error::{ChildEnded, Error};
+use crate::mode::reaper;
 use crate::mode::wire::Record;
 use crate::outcome::Outcome;
 use crate::userns::UsernsSetup;
+
+/// How long a reaper is given to kill the processes below it and end, once
+/// told to stop, before it is killed outright.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a child that has written its outcome is given to end.
+const OUTCOME_GRACE: Duration = Duration::from_secs(2);
 
 /// How much of a child's own libtest output is kept for a failure message.
 const LIBTEST_OUTPUT_KEPT: usize = 4096;
@@ -45,8 +53,10 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
 
 /// Starts the test binary again for the test `name`, inside a new user and
 /// network namespace, with `inherited` descriptors left open across exec and
-/// the child's own libtest output sent to `libtest` (or nowhere). The child
-/// is killed when the calling thread ends.
+/// the child's own libtest output sent to `libtest` (or nowhere). The
+/// returned child is the reaper above the test binary's process (see
+/// [`reaper`]); it and everything below it end when the calling thread ends,
+/// or when [`stop`] stops it.
 pub(crate) fn spawn_child(
     name: &str,
     (marker, value): (&str, String),
@@ -87,8 +97,9 @@ pub(crate) fn spawn_child(
                 return Err(io::Error::last_os_error());
             }
         }
-        setup.die_with_parent()?;
-        setup.enter()
+        setup.die_with_parent(reaper::STOP)?;
+        setup.enter()?;
+        reaper::become_reaper()
     };
     // SAFETY: `enter` is async-signal-safe: it makes system calls only, on
     // descriptors and buffers prepared before the fork.
@@ -97,6 +108,23 @@ pub(crate) fn spawn_child(
         step: "start the test binary again in a new user and network namespace",
         source,
     })
+}
+
+/// Stops a child that [`spawn_child`] started, and everything below it:
+/// tells its reaper to stop, and kills it if it has not ended in time.
+pub(crate) fn stop(child: &mut Child) {
+    let pid = Pid::from_raw(child.id() as i32);
+    if kill(pid, reaper::STOP).is_ok() {
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// In a child: takes ownership of the descriptors its parent left open for
@@ -243,6 +271,7 @@ impl Streams {
         ];
         open.extend(self.libtest.as_ref().map(|fd| (Stream::Libtest, fd)));
         let mut exited = false;
+        let mut outcome_at = None;
         let mut buffer = [0u8; 8192];
         let waited = |source| Error::Child {
             step: "wait for the process that runs the test",
@@ -303,10 +332,18 @@ impl Streams {
             if !exited {
                 exited = child.try_wait().map_err(waited)?.is_some();
             }
+            // A child that has reported the outcome and does not end (a
+            // destructor that hangs, say) is stopped: the outcome stands.
+            if outcome_at.is_none() && Record::decode(&record).is_ok_and(|r| r.outcome.is_some()) {
+                outcome_at = Some(Instant::now());
+            }
+            if !exited && outcome_at.is_some_and(|at| at.elapsed() >= OUTCOME_GRACE) {
+                stop(child);
+                exited = true;
+            }
             let timed_out = deadline.filter(|&(deadline, _)| !exited && Instant::now() >= deadline);
             if let Some((_, after)) = timed_out {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(child);
                 stdout.finish();
                 stderr.finish();
                 return Ok(Pumped::TimedOut { after });

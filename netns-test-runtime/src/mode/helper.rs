@@ -25,22 +25,20 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recv,
+    recvmsg, sendmsg, socketpair,
 };
 use nix::unistd::getpid;
 
 use crate::error::Error;
-use crate::mode::child::{self, Pumped, Streams, pipe, spawn_child, take_inherited};
+use crate::mode::child::{self, Pumped, Streams, pipe, spawn_child};
+use crate::mode::reaper;
 use crate::mode::thread::{Io, run_on_named_thread};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
 use crate::sandbox::{Entry, Sandbox};
 use crate::test::{TESTS, Test};
-
-/// The largest request a helper reads: a test's path and a namespace key.
-const REQUEST_MAX: usize = 64 * 1024;
 
 /// How long a helper that closed a record without an outcome is given to
 /// exit: it is dying, and its pipes close just before it can be waited for.
@@ -57,8 +55,7 @@ impl Drop for Helper {
         // Only helpers that failed are dropped; idle ones live in `IDLE`
         // until the test process exits, when their socket closes and they
         // exit on their own.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        child::stop(&mut self.child);
     }
 }
 
@@ -66,7 +63,7 @@ impl Drop for Helper {
 static IDLE: Mutex<Vec<Helper>> = Mutex::new(Vec::new());
 
 /// In the parent: runs `test` on a helper and returns its outcome.
-pub(crate) fn run_parent(test: &Test, timeout: Option<Duration>) -> Outcome {
+pub(crate) fn run_parent(test: &'static Test, timeout: Option<Duration>) -> Outcome {
     // A helper may have died between tests; then the body never started,
     // and the test is tried once more on a new helper.
     for _ in 0..2 {
@@ -80,7 +77,10 @@ pub(crate) fn run_parent(test: &Test, timeout: Option<Duration>) -> Outcome {
 }
 
 /// Runs the test once; `None` when the helper was gone before the body started.
-fn run_once(test: &Test, timeout: Option<Duration>) -> Result<Option<Outcome>, Error> {
+fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Outcome>, Error> {
+    let index = test.index().ok_or_else(|| Error::TestNotRegistered {
+        path: test.path.to_owned(),
+    })?;
     let idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop();
     let mut helper = match idle {
         Some(helper) => helper,
@@ -88,6 +88,7 @@ fn run_once(test: &Test, timeout: Option<Duration>) -> Result<Option<Outcome>, E
     };
     let request = HelperRequest {
         harness_ns: NsKey::of_this_thread()?,
+        index,
         path: test.path.to_owned(),
     };
     let (record_r, record_w) = pipe()?;
@@ -226,16 +227,28 @@ fn spawn_here(name: &str) -> Result<Helper, Error> {
     Ok(Helper { child, socket })
 }
 
-/// In a helper: serves requests until the parent closes the socket, then
-/// exits the process.
-pub(crate) fn serve(marker: &HelperMarker) -> ! {
-    let Some([socket]) = take_inherited([marker.socket]) else {
-        // Only a test calling the function of the test this helper was
-        // started for gets here; the helper already serves.
-        std::process::exit(0);
-    };
-    let mut payload = vec![0u8; REQUEST_MAX];
+/// In a helper: serves requests on `socket` until the parent closes it,
+/// then exits the process.
+pub(crate) fn serve(socket: OwnedFd) -> ! {
+    // Orphans of the processes a body starts come to the helper, which
+    // kills them all after each body; without that, it cannot serve.
+    if reaper::adopt_orphans().is_err() {
+        std::process::exit(1);
+    }
+    let mut payload = Vec::new();
     loop {
+        // A request is one datagram; its length, whatever the test's path,
+        // comes first, with MSG_TRUNC.
+        let mut probe = [0u8; 1];
+        let peeked = recv(
+            socket.as_raw_fd(),
+            &mut probe,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+        );
+        match peeked {
+            Ok(0) | Err(_) => std::process::exit(0),
+            Ok(length) => payload.resize(length, 0),
+        }
         let mut space = nix::cmsg_space!([RawFd; 3]);
         let mut iov = [IoSliceMut::new(&mut payload)];
         let received = recvmsg::<()>(
@@ -282,7 +295,10 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, stdout: OwnedFd, 
         None => Outcome::Runtime(Error::Malformed {
             step: "the request a helper process received",
         }),
-        Some(request) => match TESTS.iter().find(|test| test.path == request.path) {
+        Some(request) => match TESTS
+            .get(request.index)
+            .filter(|test| test.path == request.path)
+        {
             None => Outcome::Runtime(Error::TestNotRegistered { path: request.path }),
             Some(test) => {
                 let sandbox = Sandbox {
@@ -291,9 +307,12 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, stdout: OwnedFd, 
                 };
                 // The parent enforces the timeout, by killing this helper.
                 let io = Io::Redirected { stdout, stderr };
-                run_on_named_thread(test, sandbox, io, None).into_outcome()
+                run_on_named_thread(test, sandbox, io, None, None).into_outcome()
             }
         },
     };
+    // Before the outcome: the test process reads the body's output until
+    // every process holding the pipes has ended.
+    reaper::kill_descendants();
     let _ = record.write_all(&outcome_frame(&outcome));
 }

@@ -9,6 +9,7 @@
 pub(crate) mod child;
 pub(crate) mod helper;
 pub(crate) mod process;
+pub(crate) mod reaper;
 pub(crate) mod select;
 pub(crate) mod thread;
 pub(crate) mod wire;

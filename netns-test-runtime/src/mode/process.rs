@@ -4,12 +4,13 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use nix::unistd::getpid;
 
 use crate::error::Error;
-use crate::mode::child::{self, Pumped, Streams, pipe, redirected, spawn_child, take_inherited};
+use crate::mode::child::{self, Pumped, Streams, pipe, redirected, spawn_child};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
@@ -17,11 +18,16 @@ use crate::sandbox::{Entry, Sandbox};
 use crate::test::Test;
 
 /// In the parent: runs the test in a child process and returns its outcome.
-pub(crate) fn run_parent(test: &Test, timeout: Option<Duration>) -> Outcome {
-    spawn_and_wait(test.name(), timeout).unwrap_or_else(Outcome::Runtime)
+pub(crate) fn run_parent(test: &'static Test, timeout: Option<Duration>) -> Outcome {
+    let Some(index) = test.index() else {
+        return Outcome::Runtime(Error::TestNotRegistered {
+            path: test.path.to_owned(),
+        });
+    };
+    spawn_and_wait(test.name(), index, timeout).unwrap_or_else(Outcome::Runtime)
 }
 
-fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Error> {
+fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result<Outcome, Error> {
     let harness_ns = NsKey::of_this_thread()?;
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
@@ -29,6 +35,7 @@ fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Erro
     let (libtest_r, libtest_w) = pipe()?;
     let marker = ChildMarker {
         parent: getpid().as_raw(),
+        index,
         fds: [&record_w, &stdout_w, &stderr_w].map(std::os::fd::AsRawFd::as_raw_fd),
         harness_ns,
         name: name.to_owned(),
@@ -72,12 +79,8 @@ fn spawn_and_wait(name: &str, timeout: Option<Duration>) -> Result<Outcome, Erro
 
 /// In the child: runs the body and writes its record. Returns the outcome,
 /// so that the child's own libtest reports it too.
-pub(crate) fn run_child(test: &Test, marker: &ChildMarker) -> Outcome {
-    let Some([record, stdout, stderr]) = take_inherited(marker.fds) else {
-        return Outcome::Runtime(Error::Reentered {
-            name: marker.name.clone(),
-        });
-    };
+pub(crate) fn run_child(test: &Test, marker: &ChildMarker, fds: [OwnedFd; 3]) -> Outcome {
+    let [record, stdout, stderr] = fds;
     let mut record = File::from(record);
     // The record decides the result: if it cannot be written, the parent
     // reports the child as ended before the body finished.
@@ -93,7 +96,7 @@ pub(crate) fn run_child(test: &Test, marker: &ChildMarker) -> Outcome {
     };
     let outcome = match sandbox.prepare(test) {
         Err(unprepared) => Outcome::Runtime(unprepared.into()),
-        Ok(call) => redirected(&stdout, &stderr, || Outcome::of_call(call)),
+        Ok(call) => redirected(&stdout, &stderr, || sandbox.run(call)),
     };
     let _ = record.write_all(&outcome_frame(&outcome));
     outcome
@@ -107,7 +110,7 @@ mod tests {
     /// the report says so and shows what the child's libtest printed.
     #[test]
     fn a_child_that_finds_no_test_fails() {
-        let outcome = spawn_and_wait("no::such::test", None).unwrap_or_else(Outcome::Runtime);
+        let outcome = spawn_and_wait("no::such::test", 0, None).unwrap_or_else(Outcome::Runtime);
         let Outcome::Runtime(Error::ChildEnded(ended)) = outcome else {
             panic!("expected the child to end without a record, got {outcome:?}");
         };

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use nix::errno::Errno;
 
 use crate::diagnose::{Diagnosis, probe_process};
+use crate::env;
 use crate::error::Error;
 use crate::mode::{Mode, Requested};
 
@@ -41,16 +42,8 @@ impl From<Fallback> for Mode {
 /// What `NETNS_TEST_MODE` asks for.
 pub(crate) fn requested() -> Result<Requested, Error> {
     const EXPECTED: &str = "`thread`, `helper`, `process` or `auto`";
-    let value = match std::env::var("NETNS_TEST_MODE") {
-        Err(std::env::VarError::NotPresent) => return Ok(Requested::Auto),
-        Err(std::env::VarError::NotUnicode(value)) => {
-            return Err(Error::BadEnv {
-                name: "NETNS_TEST_MODE",
-                value: value.to_string_lossy().into_owned(),
-                expected: EXPECTED,
-            });
-        }
-        Ok(value) => value,
+    let Some(value) = env::var("NETNS_TEST_MODE", EXPECTED)? else {
+        return Ok(Requested::Auto);
     };
     [Mode::Thread, Mode::Helper, Mode::Process]
         .into_iter()
@@ -85,10 +78,26 @@ pub(crate) fn thread_mode_worked() {
 /// after thread mode has worked in this process is that test's own error,
 /// not the machine's.
 pub(crate) fn thread_mode_refused(errno: Errno) -> Result<Fallback, Error> {
+    if !about_the_machine(errno) {
+        return Err(Error::Unshare { source: errno });
+    }
     let _ = THREAD_MODE.set(Err(errno));
     match THREAD_MODE.get() {
         Some(Err(_)) => fallback(requested()?, Some(Err(errno))),
         _ => Err(Error::Unshare { source: errno }),
+    }
+}
+
+/// Whether `unshare(CLONE_NEWNET)` failing with `errno` says what this
+/// machine allows (a permission, a kernel feature, a limit of zero), rather
+/// than a passing shortage (memory, or a namespace limit that the tests
+/// running at once have reached). Only the former decides the mode.
+fn about_the_machine(errno: Errno) -> bool {
+    match errno {
+        Errno::ENOSPC => std::fs::read_to_string("/proc/sys/user/max_net_namespaces")
+            .is_ok_and(|limit| limit.trim() == "0"),
+        Errno::ENOMEM | Errno::EAGAIN | Errno::EMFILE | Errno::ENFILE | Errno::EUSERS => false,
+        _ => true,
     }
 }
 
@@ -120,4 +129,31 @@ fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<F
 /// [`Error::Unavailable`] when no mode works, or [`Error::BadEnv`].
 pub fn selected_mode() -> Result<&'static str, Error> {
     selected().map(Mode::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shortage fails the test that met it, and decides nothing: the next
+    /// test tries thread mode again, and no test is skipped for it.
+    #[test]
+    fn a_passing_shortage_is_the_tests_own_error() {
+        for errno in [Errno::ENOMEM, Errno::EAGAIN, Errno::EMFILE, Errno::ENFILE] {
+            let refused = thread_mode_refused(errno);
+            assert!(
+                matches!(refused, Err(Error::Unshare { source }) if source == errno),
+                "{errno}: {refused:?}"
+            );
+        }
+        assert!(
+            THREAD_MODE.get().is_none(),
+            "a shortage was taken for the machine's answer"
+        );
+        let limit =
+            std::fs::read_to_string("/proc/sys/user/max_net_namespaces").unwrap_or_default();
+        assert_eq!(about_the_machine(Errno::ENOSPC), limit.trim() == "0");
+        assert!(about_the_machine(Errno::EPERM));
+        assert!(about_the_machine(Errno::EINVAL));
+    }
 }

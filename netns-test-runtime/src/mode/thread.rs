@@ -2,19 +2,39 @@
 //! a thread of its own, named like the test, that unshares a fresh network
 //! namespace; the thread's exit discards it. The calling thread never moves.
 
+use std::cell::Cell;
+use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::sync::{Arc, Once, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::libc;
 
 use crate::error::Error;
 use crate::mode::child::redirected;
+use crate::mode::reaper;
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
 use crate::sandbox::{Entry, Sandbox, Unprepared};
 use crate::test::Test;
+
+/// The calling thread's network namespace, as `/proc` links name it.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// Records the link of the calling thread's namespace in `ns`: reading the
+/// link costs no nsfs inode, unlike opening or stat'ing it.
+fn record_namespace(ns: &OnceLock<PathBuf>) -> Result<(), Error> {
+    let link = std::fs::read_link(THREAD_NETNS).map_err(|source| Error::Proc {
+        step: "read the link to the test's network namespace",
+        path: THREAD_NETNS.into(),
+        source,
+    })?;
+    let _ = ns.set(link);
+    Ok(())
+}
 
 /// Where the body's stdout and stderr go.
 #[derive(Debug)]
@@ -48,43 +68,104 @@ impl ThreadRun {
     }
 }
 
-/// Thread mode: runs `test` on a thread of this process.
-pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
-    match NsKey::of_this_thread() {
-        Ok(harness_ns) => {
-            let sandbox = Sandbox {
-                entry: Entry::Unshare,
-                harness_ns,
-            };
-            run_on_named_thread(test, sandbox, Io::Inherited, timeout)
-        }
-        Err(error) => ThreadRun::Failed(error),
+thread_local! {
+    /// The name of the test whose body runs on this thread.
+    static BODY: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// The harness's namespace, once the exit guard is installed.
+static HARNESS_NS: OnceLock<NsKey> = OnceLock::new();
+
+/// In thread mode the body shares the test binary's process, so its
+/// `std::process::exit(0)` would end the run green. An `atexit(3)` handler
+/// makes such an exit fail the run instead, naming the test.
+fn guard_exit(harness_ns: NsKey) {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let _ = HARNESS_NS.set(harness_ns);
+        // SAFETY: `fail_if_a_body_exits` is an `extern "C" fn()` that
+        // does not unwind, as atexit(3) requires.
+        unsafe { libc::atexit(fail_if_a_body_exits) };
+    });
+}
+
+/// Ends the process with status 101 when the thread calling `exit` is a
+/// test body, or any thread inside a test's network namespace (one the
+/// body started, such as an async runtime's worker).
+extern "C" fn fail_if_a_body_exits() {
+    let body = BODY.try_with(Cell::get).ok().flatten();
+    let in_a_test = HARNESS_NS.get().is_some_and(|harness_ns| {
+        NsKey::of_this_thread().is_ok_and(|here| here.differs_from(*harness_ns))
+    });
+    if body.is_none() && !in_a_test {
+        return;
     }
+    let message = match body {
+        Some(name) => format!(
+            "\nnetns-test: the body of `{name}` called std::process::exit, which would end the test run as if every test had passed; the run fails instead (exit status 101)\n"
+        ),
+        None => "\nnetns-test: a thread inside a test's network namespace called std::process::exit, which would end the test run as if every test had passed; the run fails instead (exit status 101)\n".to_owned(),
+    };
+    let _ = std::io::stderr().write_all(message.as_bytes());
+    // SAFETY: _exit(2) ends the process at once, without running the
+    // remaining atexit handlers, which would flush a libtest that is
+    // mid-test.
+    unsafe { libc::_exit(101) };
+}
+
+/// Thread mode: runs `test` on a thread of this process, and then kills the
+/// processes the body started, even when it timed out.
+pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
+    let harness_ns = match NsKey::of_this_thread() {
+        Ok(harness_ns) => harness_ns,
+        Err(error) => return ThreadRun::Failed(error),
+    };
+    guard_exit(harness_ns);
+    let sandbox = Sandbox {
+        entry: Entry::Unshare,
+        harness_ns,
+    };
+    let ns = Arc::new(OnceLock::new());
+    let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&ns));
+    if let Some(ns) = ns.get() {
+        reaper::kill_in_namespace(ns);
+    }
+    ran
 }
 
 /// Prepares and runs `test`'s body on a new thread named like the test, and
 /// waits for it at most `timeout`. A thread that times out is left running:
 /// a thread cannot be stopped from outside.
+///
+/// When `ns` is given, the body's thread sets it to the `/proc` link of its
+/// namespace once it is inside.
 pub(crate) fn run_on_named_thread(
     test: &'static Test,
     sandbox: Sandbox,
     io: Io,
     timeout: Option<Duration>,
+    ns: Option<&Arc<OnceLock<PathBuf>>>,
 ) -> ThreadRun {
+    let ns = ns.cloned();
     let (done, report) = mpsc::sync_channel(1);
     let spawned = thread::Builder::new()
         .name(test.name().to_owned())
         .spawn(move || {
+            BODY.with(|body| body.set(Some(test.name())));
             let ran = match sandbox.prepare(test) {
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
-                Ok(call) => ThreadRun::Ran(match io {
-                    Io::Inherited => Outcome::of_call(call),
-                    Io::Redirected { stdout, stderr } => {
-                        redirected(&stdout, &stderr, || Outcome::of_call(call))
-                    }
+                Ok(call) => ThreadRun::Ran(match ns.as_deref().map(record_namespace) {
+                    Some(Err(error)) => Outcome::Runtime(error),
+                    None | Some(Ok(())) => match io {
+                        Io::Inherited => sandbox.run(call),
+                        Io::Redirected { stdout, stderr } => {
+                            redirected(&stdout, &stderr, || sandbox.run(call))
+                        }
+                    },
                 }),
             };
+            BODY.with(|body| body.set(None));
             // The caller may have stopped waiting after a timeout.
             let _ = done.send(ran);
         });

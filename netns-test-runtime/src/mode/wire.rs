@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use crate::error::Error;
 use crate::netns::{NsId, NsKey};
 use crate::outcome::{Outcome, panic_message};
-use crate::test::TestError;
+use crate::test::{Test, TestError};
 
 /// The environment variable that makes a child a process-mode child.
 pub(crate) const CHILD_MARKER: &str = "__NETNS_TEST_CHILD";
@@ -59,8 +59,11 @@ impl NsKey {
 /// What a parent tells the child that runs one test in process mode.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ChildMarker {
-    /// The parent's pid, so that a grandchild does not take the marker as its own.
+    /// The parent's pid, so that a process the body starts does not take
+    /// the marker as its own.
     pub(crate) parent: i32,
+    /// The test's index in the registry.
+    pub(crate) index: usize,
     /// The write ends of the record, stdout and stderr pipes.
     pub(crate) fds: [RawFd; 3],
     /// The parent's harness namespace, which the body must not be in.
@@ -70,16 +73,30 @@ pub(crate) struct ChildMarker {
 }
 
 impl ChildMarker {
+    /// Whether this marker was set for `test`.
+    pub(crate) fn is_for(&self, test: &'static Test) -> bool {
+        self.name == test.name() && test.index() == Some(self.index)
+    }
+
     pub(crate) fn encode(&self) -> String {
         let [record, stdout, stderr] = self.fds;
         let key = self.harness_ns.encode();
-        join(&[&self.parent, &record, &stdout, &stderr, &key, &self.name])
+        join(&[
+            &self.parent,
+            &self.index,
+            &record,
+            &stdout,
+            &stderr,
+            &key,
+            &self.name,
+        ])
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let [parent, record, stdout, stderr, key, name] = split(text)?;
+        let [parent, index, record, stdout, stderr, key, name] = split(text)?;
         Some(ChildMarker {
             parent: parent.parse().ok()?,
+            index: index.parse().ok()?,
             fds: [
                 record.parse().ok()?,
                 stdout.parse().ok()?,
@@ -123,19 +140,22 @@ impl HelperMarker {
 pub(crate) struct HelperRequest {
     /// The parent's harness namespace, which the body must not be in.
     pub(crate) harness_ns: NsKey,
-    /// The test's path in the registry.
+    /// The test's index in the registry, which is its key.
+    pub(crate) index: usize,
+    /// The test's path, to check that the index names the same test.
     pub(crate) path: String,
 }
 
 impl HelperRequest {
     pub(crate) fn encode(&self) -> String {
-        join(&[&self.harness_ns.encode(), &self.path])
+        join(&[&self.harness_ns.encode(), &self.index, &self.path])
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let [key, path] = split(text)?;
+        let [key, index, path] = split(text)?;
         Some(HelperRequest {
             harness_ns: NsKey::decode(key)?,
+            index: index.parse().ok()?,
             path: path.to_owned(),
         })
     }
@@ -254,6 +274,7 @@ mod tests {
         for harness_ns in KEYS {
             let marker = ChildMarker {
                 parent: 4242,
+                index: 17,
                 fds: [5, 6, 7],
                 harness_ns,
                 name: "outer::inner::a_test".into(),
@@ -261,12 +282,14 @@ mod tests {
             assert_eq!(ChildMarker::decode(&marker.encode()), Some(marker));
         }
         assert_eq!(ChildMarker::decode("1:2:3"), None);
-        assert_eq!(ChildMarker::decode("x:5:6:7:c4:name"), None);
-        assert_eq!(ChildMarker::decode("1:5:6:7:4.9:name"), None);
+        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:name"), None);
+        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:name"), None);
         assert_eq!(
-            ChildMarker::decode("1:5:6:7:c4:"),
+            ChildMarker::decode("1:0:5:6:7:c4:"),
             Some(ChildMarker {
                 parent: 1,
+                index: 0,
                 fds: [5, 6, 7],
                 harness_ns: NsKey::Cookie(4),
                 name: String::new(),
@@ -292,12 +315,14 @@ mod tests {
         for harness_ns in KEYS {
             let request = HelperRequest {
                 harness_ns,
+                index: 3,
                 path: "my_crate::a::b".into(),
             };
             assert_eq!(HelperRequest::decode(&request.encode()), Some(request));
         }
-        assert_eq!(HelperRequest::decode("c1"), None);
-        assert_eq!(HelperRequest::decode("q1:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3"), None);
+        assert_eq!(HelperRequest::decode("q1:3:path"), None);
+        assert_eq!(HelperRequest::decode("c1:x:path"), None);
     }
 
     fn round_trip(outcome: Outcome) -> Record {

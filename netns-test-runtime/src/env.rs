@@ -1,0 +1,107 @@
+//! netns-test's environment variables, read strictly: a value that is not
+//! understood, or not UTF-8, is an error that names the variable and the
+//! values it takes, never silently ignored.
+
+use std::env::VarError;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The value of `name`, if set.
+pub(crate) fn var(name: &'static str, expected: &'static str) -> Result<Option<String>, Error> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(VarError::NotPresent) => Ok(None),
+        Err(VarError::NotUnicode(value)) => Err(Error::BadEnv {
+            name,
+            value: value.to_string_lossy().into_owned(),
+            expected,
+        }),
+    }
+}
+
+/// What to do with a test where no mode works: `NETNS_TEST_UNAVAILABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// Fail it, with the causes found (the default).
+    Fail,
+    /// Pass it, with a loud `SKIPPED` line.
+    Skip,
+}
+
+/// Reads `NETNS_TEST_UNAVAILABLE`.
+pub(crate) fn unavailable() -> Result<Unavailable, Error> {
+    const EXPECTED: &str = "`skip` or `fail`";
+    match var("NETNS_TEST_UNAVAILABLE", EXPECTED)?.as_deref() {
+        None | Some("fail") => Ok(Unavailable::Fail),
+        Some("skip") => Ok(Unavailable::Skip),
+        Some(other) => Err(Error::BadEnv {
+            name: "NETNS_TEST_UNAVAILABLE",
+            value: other.to_owned(),
+            expected: EXPECTED,
+        }),
+    }
+}
+
+/// Reads `NETNS_TEST_TIMEOUT`, the timeout of tests that set none.
+pub(crate) fn timeout() -> Result<Option<Duration>, Error> {
+    const EXPECTED: &str = "a whole number followed by `ms`, `s` or `m`, e.g. `30s`";
+    let Some(text) = var("NETNS_TEST_TIMEOUT", EXPECTED)? else {
+        return Ok(None);
+    };
+    match parse_duration(&text) {
+        Some(Duration::ZERO) => Err(Error::BadEnv {
+            name: "NETNS_TEST_TIMEOUT",
+            value: text,
+            expected: "a timeout longer than zero, e.g. `30s`",
+        }),
+        Some(timeout) => Ok(Some(timeout)),
+        None => Err(Error::BadEnv {
+            name: "NETNS_TEST_TIMEOUT",
+            value: text,
+            expected: EXPECTED,
+        }),
+    }
+}
+
+/// Parses `"500ms"`, `"10s"` or `"2m"`, as the attribute's `timeout` does
+/// (`netns-test-macro/src/args.rs`, which cannot share this code: a
+/// proc-macro crate cannot depend on the crate that depends on it).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let millis = match unit {
+        "ms" => number,
+        "s" => number.checked_mul(1_000)?,
+        "m" => number.checked_mul(60_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same table as the macro's `durations` test: keep them in step.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in [
+            "10",
+            "s",
+            "1.5s",
+            "10 s",
+            "-1s",
+            "3h",
+            "",
+            "99999999999999999999s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+}

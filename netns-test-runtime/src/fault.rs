@@ -1,0 +1,34 @@
+//! Faults that the project's own tests inject, through the hidden variable
+//! `__NETNS_TEST_FAULT` (names separated by commas), to prove that each
+//! check fails closed: remove the check, and the test that injects its fault
+//! fails. A fault can only make a test fail, never pass.
+
+use std::sync::OnceLock;
+
+/// A fault, by the name `__NETNS_TEST_FAULT` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// `harness-is-here`: the sandbox takes the body's own namespace for the
+    /// harness's, as if it had failed to leave it.
+    HarnessIsHere,
+    /// `async-runtime`: building an async test's runtime fails.
+    AsyncRuntime,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::HarnessIsHere => "harness-is-here",
+            Fault::AsyncRuntime => "async-runtime",
+        }
+    }
+}
+
+/// Whether `fault` is injected in this process.
+pub(crate) fn injected(fault: Fault) -> bool {
+    static FAULTS: OnceLock<String> = OnceLock::new();
+    FAULTS
+        .get_or_init(|| std::env::var("__NETNS_TEST_FAULT").unwrap_or_default())
+        .split(',')
+        .any(|name| name == fault.name())
+}
