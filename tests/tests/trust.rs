@@ -90,7 +90,7 @@ mod fixture {
     /// until both have written their pids to `$NETNS_TEST_PIDS`.
     fn start_processes() {
         let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
-        let script = "sleep 600 & echo $! >> \"$0\"; echo $$ >> \"$0\"; exec sleep 600";
+        let script = "sleep 120 & echo $! >> \"$0\"; echo $$ >> \"$0\"; exec sleep 120";
         #[expect(
             clippy::zombie_processes,
             reason = "left running on purpose: netns-test must end it"
@@ -101,6 +101,21 @@ mod fixture {
             .expect("start sh");
         while std::fs::read_to_string(&file).map_or(0, |pids| pids.lines().count()) < 2 {
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs right after a test that left processes, in the same test binary
+    /// (helpers still live): checks that they have ended.
+    #[test]
+    #[ignore = "fixture"]
+    fn then_nothing_is_left() {
+        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
+        let pids = std::fs::read_to_string(file).expect("the pids");
+        for pid in pids.lines().map(|pid| pid.parse().expect("a pid")) {
+            assert!(
+                netns_test_tests::ends(pid),
+                "process {pid} outlived its test"
+            );
         }
     }
 
@@ -492,13 +507,20 @@ fn nothing_the_body_started_outlives_the_test() {
             let name = format!("fixture::{fixture}");
             let report = run_fixtures(
                 &name,
-                &["--ignored", "--exact"],
+                &[
+                    "fixture::then_nothing_is_left",
+                    "--ignored",
+                    "--exact",
+                    "--test-threads=1",
+                ],
                 &[
                     ("NETNS_TEST_MODE", mode),
                     ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
                 ],
             );
             assert_eq!(report.status(&name), expected, "{mode}:\n{}", report.output);
+            let checked = report.status("fixture::then_nothing_is_left");
+            assert_eq!(checked, "ok", "{mode} {fixture}:\n{}", report.output);
             let started = pids_in(&pids);
             assert_eq!(started.len(), 2, "{mode} {fixture}: {started:?}");
             for pid in started {
