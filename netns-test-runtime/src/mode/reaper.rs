@@ -29,7 +29,7 @@ use nix::libc;
 use nix::sys::prctl::{set_child_subreaper, set_pdeathsig};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::stat::Mode;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, read};
 
 /// The signal the test process sends a reaper to stop it, and that the
@@ -216,6 +216,18 @@ pub(crate) fn kill_descendants() {
             return;
         }
     }
+}
+
+/// Whether this process has any child, running, stopped or a zombie: one
+/// system call, so that thread mode looks for a body's processes only where
+/// there may be some.
+pub(crate) fn has_children() -> bool {
+    let any = WaitPidFlag::WNOHANG
+        | WaitPidFlag::WNOWAIT
+        | WaitPidFlag::WEXITED
+        | WaitPidFlag::WSTOPPED
+        | WaitPidFlag::WCONTINUED;
+    waitid(Id::All, any) != Err(Errno::ECHILD)
 }
 
 /// In thread mode, where the body shares the test process: kills every

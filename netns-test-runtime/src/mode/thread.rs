@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::libc;
+use nix::unistd::gettid;
 
 use crate::error::Error;
 use crate::mode::child::redirected;
@@ -20,21 +21,6 @@ use crate::netns::NsKey;
 use crate::outcome::Outcome;
 use crate::sandbox::{Entry, Sandbox, Unprepared};
 use crate::test::Test;
-
-/// The calling thread's network namespace, as `/proc` links name it.
-const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
-
-/// Records the link of the calling thread's namespace in `ns`: reading the
-/// link costs no nsfs inode, unlike opening or stat'ing it.
-fn record_namespace(ns: &OnceLock<PathBuf>) -> Result<(), Error> {
-    let link = std::fs::read_link(THREAD_NETNS).map_err(|source| Error::Proc {
-        step: "read the link to the test's network namespace",
-        path: THREAD_NETNS.into(),
-        source,
-    })?;
-    let _ = ns.set(link);
-    Ok(())
-}
 
 /// Where the body's stdout and stderr go.
 #[derive(Debug)]
@@ -125,47 +111,72 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
         entry: Entry::Unshare,
         harness_ns,
     };
-    let ns = Arc::new(OnceLock::new());
-    let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&ns));
-    if let Some(ns) = ns.get() {
-        reaper::kill_in_namespace(ns);
+    let body = Arc::new(BodyThread::default());
+    let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&body));
+    // The body's thread has ended (it set `ns` if the process had children
+    // then), or timed out and runs on (its namespace is read through it).
+    let ns = match &ran {
+        ThreadRun::Failed(Error::TimedOut { .. }) if reaper::has_children() => body
+            .tid
+            .get()
+            .and_then(|tid| std::fs::read_link(format!("/proc/self/task/{tid}/ns/net")).ok()),
+        _ => body.ns.get().cloned(),
+    };
+    if let Some(ns) = ns {
+        reaper::kill_in_namespace(&ns);
     }
     ran
+}
+
+/// What thread mode learns of a body's thread, to find the processes the
+/// body started.
+#[derive(Debug, Default)]
+pub(crate) struct BodyThread {
+    /// Its thread id.
+    tid: OnceLock<i32>,
+    /// The `/proc` link of its namespace, read at the body's end, and only
+    /// where the process had children then: reading a fresh thread's link
+    /// costs a few percent of a namespace.
+    ns: OnceLock<PathBuf>,
 }
 
 /// Prepares and runs `test`'s body on a new thread named like the test, and
 /// waits for it at most `timeout`. A thread that times out is left running:
 /// a thread cannot be stopped from outside.
 ///
-/// When `ns` is given, the body's thread sets it to the `/proc` link of its
-/// namespace once it is inside.
+/// When `body` is given, the body's thread records itself there.
 pub(crate) fn run_on_named_thread(
     test: &'static Test,
     sandbox: Sandbox,
     io: Io,
     timeout: Option<Duration>,
-    ns: Option<&Arc<OnceLock<PathBuf>>>,
+    body: Option<&Arc<BodyThread>>,
 ) -> ThreadRun {
-    let ns = ns.cloned();
+    let body = body.cloned();
     let (done, report) = mpsc::sync_channel(1);
     let spawned = thread::Builder::new()
         .name(test.name().to_owned())
         .spawn(move || {
-            BODY.with(|body| body.set(Some(test.name())));
+            BODY.with(|name| name.set(Some(test.name())));
+            if let Some(body) = &body {
+                let _ = body.tid.set(gettid().as_raw());
+            }
             let ran = match sandbox.prepare(test) {
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
-                Ok(call) => ThreadRun::Ran(match ns.as_deref().map(record_namespace) {
-                    Some(Err(error)) => Outcome::Runtime(error),
-                    None | Some(Ok(())) => match io {
-                        Io::Inherited => sandbox.run(call),
-                        Io::Redirected { stdout, stderr } => {
-                            redirected(&stdout, &stderr, || sandbox.run(call))
-                        }
-                    },
+                Ok(call) => ThreadRun::Ran(match io {
+                    Io::Inherited => sandbox.run(call),
+                    Io::Redirected { stdout, stderr } => {
+                        redirected(&stdout, &stderr, || sandbox.run(call))
+                    }
                 }),
             };
-            BODY.with(|body| body.set(None));
+            if let Some(body) = body.filter(|_| reaper::has_children()) {
+                if let Ok(link) = std::fs::read_link("/proc/thread-self/ns/net") {
+                    let _ = body.ns.set(link);
+                }
+            }
+            BODY.with(|name| name.set(None));
             // The caller may have stopped waiting after a timeout.
             let _ = done.send(ran);
         });
