@@ -233,8 +233,13 @@ pub(crate) fn has_children() -> bool {
 /// In thread mode, where the body shares the test process: kills every
 /// process below this one that is in the network namespace `ns` (as its
 /// `/proc/<pid>/ns/net` link names it), and every process below those, and
-/// reaps the ones that were this process's children.
+/// reaps the ones that were this process's children. Never the calling
+/// thread's own namespace: the harness's processes are not a body's.
 pub(crate) fn kill_in_namespace(ns: &Path) {
+    match std::fs::read_link("/proc/thread-self/ns/net") {
+        Ok(here) if here != ns => {}
+        _ => return,
+    }
     let in_ns =
         |pid: &i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|link| link == ns);
     let direct: Vec<i32> = children_of(std::process::id() as i32)
@@ -275,4 +280,25 @@ fn children_of(pid: i32) -> Vec<i32> {
                 .collect::<Vec<i32>>()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The processes of the calling thread's own namespace are never
+    /// killed, whatever a caller passes: they are the harness's.
+    #[test]
+    fn the_callers_own_namespace_is_never_cleaned() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("start sleep");
+        let here = std::fs::read_link("/proc/thread-self/ns/net").expect("this thread's namespace");
+        kill_in_namespace(&here);
+        let still_running = child.try_wait().expect("look at the child").is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(still_running, "the harness's own child was killed");
+    }
 }

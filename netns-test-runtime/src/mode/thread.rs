@@ -164,18 +164,24 @@ pub(crate) fn run_on_named_thread(
             let ran = match sandbox.prepare(test) {
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
-                Ok(call) => ThreadRun::Ran(match io {
-                    Io::Inherited => sandbox.run(call),
-                    Io::Redirected { stdout, stderr } => {
-                        redirected(&stdout, &stderr, || sandbox.run(call))
+                Ok(call) => {
+                    let outcome = match io {
+                        Io::Inherited => sandbox.run(call),
+                        Io::Redirected { stdout, stderr } => {
+                            redirected(&stdout, &stderr, || sandbox.run(call))
+                        }
+                    };
+                    // Only a body that ran in its own namespace has one to
+                    // clean; and only a process with children may need it.
+                    let isolated = !matches!(outcome, Outcome::Runtime(Error::EndedInHarnessNs));
+                    if let Some(body) = body.filter(|_| isolated && reaper::has_children()) {
+                        if let Ok(link) = std::fs::read_link("/proc/thread-self/ns/net") {
+                            let _ = body.ns.set(link);
+                        }
                     }
-                }),
-            };
-            if let Some(body) = body.filter(|_| reaper::has_children()) {
-                if let Ok(link) = std::fs::read_link("/proc/thread-self/ns/net") {
-                    let _ = body.ns.set(link);
+                    ThreadRun::Ran(outcome)
                 }
-            }
+            };
             BODY.with(|name| name.set(None));
             // The caller may have stopped waiting after a timeout.
             let _ = done.send(ran);
