@@ -204,6 +204,16 @@ pub enum Error {
         /// The link kind.
         kind: &'static str,
     },
+    /// A link did not become ready in time.
+    #[error(
+        "{step}: not ready after {waited:?}; the kernel's link-watch work did not run in time: is the machine overloaded?"
+    )]
+    NotReady {
+        /// The operation, e.g. `bring link a0 up`.
+        step: String,
+        /// How long it waited.
+        waited: Duration,
+    },
     /// A sysctl could not be read or written.
     #[error("{step}: {source}")]
     Sysctl {

@@ -9,16 +9,20 @@ use std::fmt;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use netlink_packet_utils::nla::DefaultNla;
 use nix::errno::Errno;
 
 use crate::error::{Error, NetlinkError};
@@ -128,6 +132,56 @@ pub struct Link {
     pub mtu: u32,
     /// Its addresses.
     pub addresses: Vec<IpPrefix>,
+}
+
+/// How long [`NetNs::set_link_up`] waits for a link to pass packets.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// `IFLA_TARGET_NETNSID` (`linux/if_link.h`): which namespace, by its id
+/// here, a request about a link means.
+const IFLA_TARGET_NETNSID: u16 = 46;
+
+/// What [`NetNs::set_link_up`] reads of a link.
+#[derive(Debug, Clone, Copy)]
+struct LinkState {
+    /// It has carrier (`IFF_LOWER_UP`).
+    carrier: bool,
+    /// It passes packets: operationally up, or a link that reports no
+    /// state, such as `lo`.
+    ready: bool,
+    /// A veth's peer: its index, and the id of its namespace if another.
+    peer: Option<(u32, Option<i32>)>,
+}
+
+impl LinkState {
+    fn of(link: &LinkMessage) -> LinkState {
+        let (mut ready, mut veth, mut peer, mut nsid) = (true, false, None, None);
+        for attribute in &link.attributes {
+            match attribute {
+                LinkAttribute::OperState(state) => {
+                    ready = matches!(state, State::Up | State::Unknown);
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    veth = infos
+                        .iter()
+                        .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Veth)));
+                }
+                LinkAttribute::Link(index) => peer = Some(*index),
+                LinkAttribute::LinkNetNsId(id) => nsid = Some(*id),
+                _ => {}
+            }
+        }
+        LinkState {
+            carrier: link.header.flags.contains(LinkFlags::LowerUp),
+            ready,
+            peer: peer.filter(|_| veth).map(|peer| (peer, nsid)),
+        }
+    }
+
+    /// Whether the link passes packets, or waits for its carrier.
+    fn ready_or_waiting(self) -> bool {
+        self.ready || !self.carrier
+    }
 }
 
 /// Where a route sends packets.
@@ -273,16 +327,94 @@ impl NetNs {
             .map(drop)
     }
 
-    /// Sets the link administratively up, like `ip link set NAME up`.
+    /// Sets the link administratively up, like `ip link set NAME up`, and
+    /// returns once it can pass packets.
+    ///
+    /// The kernel reports a link operationally up, and gives it its queue,
+    /// only once its link-watch work has run, which may be a second later
+    /// under load; until then the link drops packets (a TCP SYN is then
+    /// resent after a second). So this waits until the link is
+    /// operationally up, and, for the second end of a veth pair brought up,
+    /// until both ends are, in whichever namespace the other is. A link with
+    /// no carrier yet, such as one end of a veth pair whose peer is still
+    /// down, cannot come up by itself: then it returns at once, and the call
+    /// that brings the peer up waits for both.
     ///
     /// # Errors
     ///
-    /// [`Error::Netlink`], e.g. `ENODEV` when there is no such link.
+    /// [`Error::Netlink`], e.g. `ENODEV` when there is no such link;
+    /// [`Error::NotReady`] when the link is not up after 10 s.
     pub fn set_link_up(&self, name: &str) -> Result<(), Error> {
-        self.set_link(format_args!("set link {name} up"), name, |link| {
-            link.header.flags = LinkFlags::Up;
-            link.header.change_mask = LinkFlags::Up;
-        })
+        let index = self.index(name)?;
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.header.flags = LinkFlags::Up;
+        link.header.change_mask = LinkFlags::Up;
+        self.request(
+            format_args!("set link {name} up"),
+            RouteNetlinkMessage::SetLink(link),
+            Request::Ack,
+        )?;
+        self.wait_until_up(name, index)
+    }
+
+    /// Waits until link `index` passes packets, or cannot until its carrier
+    /// comes; with its veth peer, wherever it is.
+    fn wait_until_up(&self, name: &str, index: u32) -> Result<(), Error> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let here = self.state_of(name, index, None)?;
+            let ready = match here {
+                LinkState { carrier: false, .. } => return Ok(()),
+                LinkState { ready: false, .. } => false,
+                LinkState { peer: None, .. } => true,
+                LinkState {
+                    peer: Some((peer, nsid)),
+                    ..
+                } => self.state_of(name, peer, nsid)?.ready_or_waiting(),
+            };
+            if ready {
+                return Ok(());
+            }
+            if started.elapsed() >= READY_WITHIN {
+                return Err(Error::NotReady {
+                    step: format!("bring link {name} up"),
+                    waited: READY_WITHIN,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// The state of link `index`: in this namespace, or in the one that
+    /// `nsid` names here (`IFLA_TARGET_NETNSID`, Linux 4.20).
+    fn state_of(&self, name: &str, index: u32, nsid: Option<i32>) -> Result<LinkState, Error> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        if let Some(nsid) = nsid {
+            link.attributes.push(LinkAttribute::Other(DefaultNla::new(
+                IFLA_TARGET_NETNSID,
+                nsid.to_ne_bytes().to_vec(),
+            )));
+        }
+        let answers = self.request(
+            format_args!("read the state of link {name}"),
+            RouteNetlinkMessage::GetLink(link),
+            Request::Ack,
+        )?;
+        let link = answers
+            .into_iter()
+            .find_map(|answer| match answer {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Netlink {
+                step: format!("read the state of link {name}"),
+                source: NetlinkError::Kernel(Errno::ENODEV),
+            })?;
+        Ok(LinkState::of(&link))
     }
 
     /// Sets the link administratively down, like `ip link set NAME down`.
@@ -443,15 +575,44 @@ impl NetNs {
         Ok(message)
     }
 
-    /// Adds an address to a link, like `ip address add PREFIX dev LINK`.
+    /// Adds an address to a link, like `ip address add PREFIX dev LINK
+    /// nodad`: usable at once.
     ///
-    /// An IPv6 address starts tentative until duplicate address detection
-    /// ends, unless the link is down or `net.ipv6.conf.LINK.accept_dad` is 0.
+    /// An IPv6 address gets no duplicate address detection (`IFA_F_NODAD`),
+    /// which would keep it tentative, and `bind` to it failing with
+    /// `AddrNotAvailable`, for about two seconds after its link is up; in a
+    /// namespace the test made, nothing else can hold it. To have it, call
+    /// [`NetNs::add_address_with_dad`].
     ///
     /// # Errors
     ///
     /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
     pub fn add_address(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
+        let mut message = self.address_message(link, prefix)?;
+        if prefix.address.is_ipv6() {
+            message.header.flags = AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        self.request(
+            format_args!("add address {prefix} to {link}"),
+            RouteNetlinkMessage::NewAddress(message),
+            Request::Create,
+        )
+        .map(drop)
+    }
+
+    /// Adds an address as [`NetNs::add_address`] does, but with the kernel's
+    /// duplicate address detection for IPv6, as `ip address add` does: the
+    /// address stays tentative, unusable, until detection ends, about two
+    /// seconds after its link is up (`net.ipv6.conf.LINK.dad_transmits`,
+    /// `retrans_time_ms`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
+    pub fn add_address_with_dad(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
         let message = self.address_message(link, prefix)?;
         self.request(
             format_args!("add address {prefix} to {link}"),
