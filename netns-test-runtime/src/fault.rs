@@ -12,6 +12,10 @@ pub(crate) enum Fault {
     /// harness's, as if it had failed to leave it.
     HarnessIsHere,
     /// `async-runtime`: building an async test's runtime fails.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        expect(dead_code, reason = "only the tokio runtime is built")
+    )]
     AsyncRuntime,
 }
 
