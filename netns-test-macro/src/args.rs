@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Path};
 
 /// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
-const VALID: &str = "`threads = N`, `timeout = \"10s\"`, `sysfs` and `crate = \"path\"`";
+const VALID: &str = "`threads = N`, `timeout = \"10s\"`, `sysfs`, `process` and `crate = \"path\"`";
 
 /// The attribute's arguments, each with the span of its key.
 #[derive(Default)]
@@ -19,6 +19,8 @@ pub(crate) struct Args {
     pub(crate) krate: Option<(Path, Span)>,
     /// Mount a sysfs of the test's namespace on `/sys`, privately.
     pub(crate) sysfs: Option<((), Span)>,
+    /// Run this test in a process of its own, whatever the mode.
+    pub(crate) process: Option<((), Span)>,
 }
 
 impl Args {
@@ -50,16 +52,8 @@ impl Args {
                         .and_then(parse_timeout);
                     errors.set(&mut args.timeout_ms, parsed, &key);
                 }
-                "sysfs" => {
-                    let parsed = match &value {
-                        None => Ok(()),
-                        Some(value) => Err(syn::Error::new_spanned(
-                            value,
-                            "`sysfs` takes no value: write `#[netns_test(sysfs)]`",
-                        )),
-                    };
-                    errors.set(&mut args.sysfs, parsed, &key);
-                }
+                "sysfs" => errors.set(&mut args.sysfs, flag("sysfs", value.as_ref()), &key),
+                "process" => errors.set(&mut args.process, flag("process", value.as_ref()), &key),
                 "crate" => {
                     let parsed = value
                         .as_ref()
@@ -117,6 +111,17 @@ impl Errors {
             Some(error) => Err(error),
             None => Ok(value),
         }
+    }
+}
+
+/// A key that takes no value, such as `sysfs`.
+fn flag(name: &str, value: Option<&Expr>) -> syn::Result<()> {
+    match value {
+        None => Ok(()),
+        Some(value) => Err(syn::Error::new_spanned(
+            value,
+            format!("`{name}` takes no value: write `#[netns_test({name})]`"),
+        )),
     }
 }
 

@@ -92,6 +92,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
     };
     let should_panic = should_panic(&test.should_panic, &private);
     let sysfs = args.sysfs.is_some();
+    let process = args.process.is_some();
     let (output, returned) = match test.returns_result {
         Some(span) => {
             let output = quote_spanned! {span=>
@@ -116,6 +117,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
                 should_panic: #should_panic,
                 timeout: #timeout,
                 sysfs: #sysfs,
+                process: #process,
                 body: #body,
             };
             #private::run::<#returned>(&__NETNS_TEST)
@@ -239,7 +241,7 @@ mod tests {
     #[test]
     fn a_result_test_returns_the_runtime_error_type() {
         check(
-            "timeout = \"3s\", sysfs",
+            "timeout = \"3s\", sysfs, process",
             "fn t(ns: NetNs) -> std::io::Result<()> { Ok(()) }",
             expect_file!["../tests/expansions/result_with_handle.expanded.rs"],
         );

@@ -28,6 +28,10 @@ use proc_macro::TokenStream;
 /// - `timeout = "10s"`: fail the test after this long (`ms`, `s` or `m`).
 /// - `sysfs`: a private mount namespace with a sysfs of the test's network
 ///   namespace on `/sys`, so `/sys/class/net` lists the test's links.
+/// - `process`: run this test in a process of its own, whatever mode the
+///   other tests use: for code with process-wide pools (async-std's
+///   executor, rayon's global pool) that a thread-mode or helper-mode test
+///   would leave in its namespace.
 /// - `crate = "path"`: the path to `netns_test_runtime`, when re-exported.
 ///
 /// The crate documentation of `netns_test_runtime` has compiled examples,

@@ -43,7 +43,7 @@ pub fn diagnose() -> Diagnosis {
 }
 
 /// Whether this process may unshare CLONE_NEWNET: tried on a throwaway thread.
-fn probe_thread() -> Result<(), Errno> {
+pub(crate) fn probe_thread() -> Result<(), Errno> {
     thread::Builder::new()
         .name("netns-test-probe".into())
         .spawn(|| unshare(CloneFlags::CLONE_NEWNET))

@@ -11,6 +11,9 @@ pub(crate) enum Fault {
     /// `harness-is-here`: the sandbox takes the body's own namespace for the
     /// harness's, as if it had failed to leave it.
     HarnessIsHere,
+    /// `forwarding-host`: a fresh namespace starts forwarding, as on a host
+    /// that forwards.
+    ForwardingHost,
     /// `async-runtime`: building an async test's runtime fails.
     #[cfg_attr(
         not(feature = "tokio"),
@@ -23,6 +26,7 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Fault::HarnessIsHere => "harness-is-here",
+            Fault::ForwardingHost => "forwarding-host",
             Fault::AsyncRuntime => "async-runtime",
         }
     }

@@ -6,13 +6,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::panic;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::{Error, NetlinkError};
+use crate::fault::{self, Fault};
 use crate::netlink::{self, LazyRtnl};
 
 /// The calling thread's network namespace, as `/proc` names it.
@@ -83,12 +84,53 @@ impl std::fmt::Display for NsKey {
     }
 }
 
-/// Moves the calling thread into a new network namespace and brings `lo` up.
+/// Moves the calling thread into a new network namespace and settles it.
 ///
 /// The namespace lives as long as a thread or a file descriptor holds it.
 pub(crate) fn unshare_fresh() -> Result<(), Error> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(|source| Error::Unshare { source })?;
-    netlink::loopback_up()
+    settle_fresh()
+}
+
+/// The forwarding settings a new namespace copies from the host's initial
+/// one (IPv4 always; IPv6 where `net.core.devconf_inherit_init_net` says
+/// so), whose kernel default is 0. `net.ipv4.ip_forward` is
+/// `net.ipv4.conf.all.forwarding` under another name.
+const FORWARDING: [&str; 4] = [
+    "/proc/sys/net/ipv4/conf/all/forwarding",
+    "/proc/sys/net/ipv4/conf/default/forwarding",
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+    "/proc/sys/net/ipv6/conf/default/forwarding",
+];
+
+/// Brings `lo` up in the calling thread's fresh namespace, and gives it the
+/// kernel's default forwarding, whatever the host's is: on a host that
+/// forwards (a router, a Docker host), a new namespace would forward too.
+///
+/// Which settings differ is read once per process, in the first fresh
+/// namespace (which holds the host's values); after that, only those are
+/// written, so a host with the defaults costs nothing more.
+pub(crate) fn settle_fresh() -> Result<(), Error> {
+    static INHERITED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    netlink::loopback_up()?;
+    if fault::injected(Fault::ForwardingHost) {
+        for file in FORWARDING {
+            let _ = std::fs::write(file, "1");
+        }
+    }
+    let inherited = INHERITED.get_or_init(|| {
+        FORWARDING
+            .into_iter()
+            .filter(|file| std::fs::read_to_string(file).is_ok_and(|value| value.trim() != "0"))
+            .collect()
+    });
+    for file in inherited {
+        std::fs::write(file, "0").map_err(|source| Error::Sysctl {
+            step: format!("reset {file} to the kernel's default, 0"),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// A handle to a network namespace.

@@ -79,19 +79,22 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         }
         _ => {}
     }
-    let outcome = match select::selected().and_then(|mode| Ok((mode, timeout(test)?))) {
+    // Each variable is checked for every test, whether it matters to it or not.
+    let unavailable = match env::unavailable() {
+        Ok(unavailable) => unavailable,
+        Err(error) => return conclude(test, Outcome::Runtime(error)),
+    };
+    let outcome = match select::selected_for(test).and_then(|mode| Ok((mode, timeout(test)?))) {
         Ok((mode, timeout)) => run_in(mode, test, timeout),
         Err(error) => Outcome::Runtime(error),
     };
     match outcome {
         // Only the choice of mode finds no mode; the body has not run.
-        Outcome::Runtime(Error::Unavailable(diagnosis)) => match env::unavailable() {
-            Ok(env::Unavailable::Skip) => skip(test, &diagnosis.to_string()),
-            Ok(env::Unavailable::Fail) => {
-                conclude(test, Outcome::Runtime(Error::Unavailable(diagnosis)))
-            }
-            Err(error) => conclude(test, Outcome::Runtime(error)),
-        },
+        Outcome::Runtime(Error::Unavailable(diagnosis))
+            if unavailable == env::Unavailable::Skip =>
+        {
+            skip(test, &diagnosis.to_string())
+        }
         outcome => conclude(test, outcome),
     }
 }

@@ -1,6 +1,7 @@
 //! The one step every mode takes around a body: before it, a fresh network
-//! namespace with `lo` up, the optional private `/sys`, the isolation check
-//! and the handle, in that order; after it, the isolation check again.
+//! namespace with `lo` up and the kernel's default forwarding, the optional
+//! private `/sys` and `/proc/net`, the isolation check and the handle, in
+//! that order; after it, the isolation check again.
 //!
 //! Thread mode, helpers and process-mode children all prepare a body here,
 //! so a guarantee made here holds in every mode.
@@ -14,8 +15,7 @@ use nix::unistd::{getpid, write};
 
 use crate::error::Error;
 use crate::fault::{self, Fault};
-use crate::netlink;
-use crate::netns::{NetNs, NsKey};
+use crate::netns::{self, NetNs, NsKey};
 use crate::outcome::Outcome;
 use crate::test::{Call, Test};
 
@@ -66,7 +66,7 @@ impl Sandbox {
             true => NsKey::of_this_thread(),
             false => Ok(self.harness_ns),
         };
-        netlink::loopback_up()
+        netns::settle_fresh()
             .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
             .and_then(|()| ensure_isolated(harness_ns()?))
             .and_then(|()| test.body.ready(NetNs::current))
@@ -111,7 +111,10 @@ pub(crate) fn ensure_isolated(harness_ns: NsKey) -> Result<(), Error> {
 
 /// Gives the calling thread a private mount namespace in which `/sys` is a
 /// sysfs of the thread's network namespace, so `/sys/class/net` lists the
-/// test's links. Nothing propagates back to the host's mounts: every mount
+/// test's links, and `/proc/net` shows it too. `/proc/net` is
+/// `/proc/self/net`, which shows the namespace of the process's main
+/// thread (in thread mode, the host's); the thread's own `net` directory is
+/// bound over it. Nothing propagates back to the host's mounts: every mount
 /// is made private first. The mount namespace ends with the thread (thread
 /// mode, helpers) or the process (process mode).
 fn private_sysfs() -> Result<(), Error> {
@@ -136,6 +139,16 @@ fn private_sysfs() -> Result<(), Error> {
     )
     .map_err(failed(
         "mount a sysfs of the test's network namespace on /sys",
+    ))?;
+    mount(
+        Some("/proc/thread-self/net"),
+        "/proc/self/net",
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(failed(
+        "bind the test thread's /proc/thread-self/net over /proc/net",
     ))
 }
 

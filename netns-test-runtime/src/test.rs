@@ -22,6 +22,8 @@ pub struct Test {
     pub timeout: Option<Duration>,
     /// The attribute's `sysfs`: mount a sysfs of the test's namespace.
     pub sysfs: bool,
+    /// The attribute's `process`: a process of its own, whatever the mode.
+    pub process: bool,
     /// The user's function, wrapped to report its result.
     pub body: Body,
 }
@@ -114,6 +116,7 @@ mod tests {
             should_panic: ShouldPanic::No,
             timeout: None,
             sysfs: false,
+            process: false,
             body: Body::Plain(|| Ok(())),
         };
         assert_eq!(named("my_crate::a::b::test").name(), "a::b::test");

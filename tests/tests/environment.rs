@@ -13,6 +13,16 @@ mod fixture {
         std::net::TcpListener::bind("127.0.0.1:80").expect("bind port 80");
     }
 
+    /// Prints what `selected_mode` says.
+    #[test]
+    #[ignore = "fixture"]
+    fn prints_the_selected_mode() {
+        match netns_test_runtime::selected_mode() {
+            Ok(mode) => println!("selected: {mode}"),
+            Err(error) => println!("no mode: {error}"),
+        }
+    }
+
     #[netns_test]
     #[ignore = "fixture"]
     #[should_panic(expected = "the body's own panic")]
@@ -139,4 +149,79 @@ fn diagnosis_matches_this_machine() {
     );
     // This project's CI machines allow unprivileged user namespaces.
     assert!(diagnosis.process_mode(), "{diagnosis}");
+}
+
+/// Every variable takes only the values it names: anything else fails the
+/// test with a message naming the variable and the values it takes.
+#[test]
+fn values_that_are_not_understood_are_errors() {
+    for (name, value, says) in [
+        ("NETNS_TEST_UNAVAILABLE", "skipp", "`skip` or `fail`"),
+        ("NETNS_TEST_TIMEOUT", "0s", "a timeout longer than zero"),
+        ("NETNS_TEST_TIMEOUT", "10", "followed by `ms`, `s` or `m`"),
+    ] {
+        let report = run_fixtures(
+            "fixture::needs_a_namespace",
+            &["--ignored", "--exact"],
+            &[(name, value), ("NETNS_TEST_MODE", "auto")],
+        );
+        let output = report.failure_output("fixture::needs_a_namespace");
+        let expected = format!("environment variable {name}={value:?} is not understood; use");
+        assert!(output.contains(&expected), "{name}={value}:\n{output}");
+        assert!(output.contains(says), "{name}={value}:\n{output}");
+    }
+}
+
+/// A value that is not UTF-8 is an error too, never taken for unset.
+#[test]
+fn values_that_are_not_utf8_are_errors() {
+    use std::os::unix::ffi::OsStrExt;
+    for name in ["NETNS_TEST_MODE", "NETNS_TEST_TIMEOUT"] {
+        let output = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args(["fixture::needs_a_namespace", "--exact", "--ignored"])
+            .env(name, std::ffi::OsStr::from_bytes(b"\xff"))
+            .output()
+            .expect("run the fixture binary");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!output.status.success(), "{name}:\n{stdout}");
+        let expected = format!(
+            "environment variable {name}={:?} is not understood",
+            "\u{fffd}"
+        );
+        assert!(stdout.contains(&expected), "{name}:\n{stdout}");
+    }
+}
+
+/// `selected_mode` says the mode tests will use, probing where no test ran.
+#[test]
+fn selected_mode_tells_the_truth() {
+    let expected = match std::env::var("NETNS_TEST_MODE").as_deref() {
+        Ok("process") => "process",
+        Ok("helper") => "helper",
+        _ if diagnose().thread_mode() => "thread",
+        _ => "helper",
+    };
+    assert_eq!(
+        netns_test_runtime::selected_mode().expect("a mode"),
+        expected
+    );
+}
+
+/// Where no mode works, `selected_mode` says so (the doctor then exits
+/// non-zero), rather than naming thread mode before a test tried it.
+#[test]
+fn selected_mode_says_when_no_mode_works() {
+    let report = run_fixtures_under(
+        REFUSING,
+        "fixture::prints_the_selected_mode",
+        &["--ignored", "--exact", "--nocapture"],
+        &[("NETNS_TEST_MODE", "auto")],
+    );
+    assert!(
+        report
+            .output
+            .contains("no mode: cannot create a network namespace here"),
+        "{}",
+        report.output
+    );
 }

@@ -1,5 +1,5 @@
-//! `#[netns_test(sysfs)]`: `/sys/class/net` lists the test's links, and the
-//! host's mounts do not change.
+//! `#[netns_test(sysfs)]`: `/sys/class/net` and `/proc/net` show the test's
+//! namespace, in every mode, and the host's mounts do not change.
 
 use netns_test_runtime::{NetNs, netns_test};
 
@@ -16,6 +16,33 @@ fn sys_class_net() -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The interfaces `/proc/net/dev` lists: `/proc/net` is `/proc/self/net`,
+/// the main thread's.
+fn proc_net_dev() -> Vec<String> {
+    let dev = std::fs::read_to_string("/proc/net/dev").expect("read /proc/net/dev");
+    let mut names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| Some(line.split_once(':')?.0.trim().to_owned()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[netns_test(sysfs)]
+fn proc_net_shows_the_tests_namespace(ns: &NetNs) {
+    assert_eq!(proc_net_dev(), ["lo"]);
+    ns.add_veth("p0", ns, "p1").unwrap();
+    assert_eq!(proc_net_dev(), ["lo", "p0", "p1"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:4242").unwrap();
+    let tcp = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    assert!(
+        tcp.contains(":1092 "),
+        "the test's listener on port 4242:\n{tcp}"
+    );
+    drop(listener);
 }
 
 #[netns_test(sysfs)]

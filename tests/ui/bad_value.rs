@@ -30,4 +30,7 @@ fn bad_crate() {}
 #[netns_test(sysfs = true)]
 fn sysfs_with_a_value() {}
 
+#[netns_test(process = true)]
+fn process_with_a_value() {}
+
 fn main() {}

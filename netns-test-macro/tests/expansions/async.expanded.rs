@@ -15,6 +15,7 @@ fn t() -> ::core::result::Result<(), my::netns::__private::TestError> {
         should_panic: my::netns::__private::ShouldPanic::No,
         timeout: ::core::option::Option::None,
         sysfs: false,
+        process: false,
         body: my::netns::__private::Body::WithNs(|__netns_ns| {
             let __netns_body = ::core::pin::pin!(
                 async move { my::netns::__private::report(t(& __netns_ns). await) }

@@ -18,6 +18,7 @@ fn t() {
         },
         timeout: ::core::option::Option::None,
         sysfs: false,
+        process: false,
         body: ::netns_test_runtime::__private::Body::Plain(|| ::netns_test_runtime::__private::report(
             t(),
         )),

@@ -14,6 +14,7 @@ fn binds() {
         should_panic: ::netns_test_runtime::__private::ShouldPanic::No,
         timeout: ::core::option::Option::None,
         sysfs: false,
+        process: false,
         body: ::netns_test_runtime::__private::Body::Plain(|| ::netns_test_runtime::__private::report(
             binds(),
         )),

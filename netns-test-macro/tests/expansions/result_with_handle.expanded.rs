@@ -18,6 +18,7 @@ fn t() -> ::core::result::Result<(), ::netns_test_runtime::__private::TestError>
             ::core::time::Duration::from_millis(3000u64),
         ),
         sysfs: true,
+        process: true,
         body: ::netns_test_runtime::__private::Body::WithNs(|__netns_ns| ::netns_test_runtime::__private::report(
             t(__netns_ns),
         )),

@@ -15,6 +15,7 @@ fn t() {
         should_panic: ::netns_test_runtime::__private::ShouldPanic::WithMessage("boom"),
         timeout: ::core::option::Option::None,
         sysfs: false,
+        process: false,
         body: ::netns_test_runtime::__private::Body::Plain(|| ::netns_test_runtime::__private::report(
             t(),
         )),

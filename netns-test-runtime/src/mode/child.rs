@@ -21,7 +21,7 @@ use nix::fcntl::OFlag;
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, dup, dup2_stderr, dup2_stdout, pipe2};
+use nix::unistd::{Pid, dup, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
 
 use crate::error::{ChildEnded, Error};
 use crate::mode::reaper;
@@ -61,6 +61,7 @@ pub(crate) fn spawn_child(
     name: &str,
     (marker, value): (&str, String),
     inherited: &[&OwnedFd],
+    stdin: Stdio,
     libtest: Option<OwnedFd>,
 ) -> Result<Child, Error> {
     let (stdout, stderr) = match libtest {
@@ -84,7 +85,7 @@ pub(crate) fn spawn_child(
             "--color=never",
         ])
         .env(marker, value)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
     let inherited: Vec<RawFd> = inherited.iter().map(|fd| fd.as_raw_fd()).collect();
@@ -141,28 +142,49 @@ pub(crate) fn take_inherited<const N: usize>(fds: [RawFd; N]) -> Option<[OwnedFd
     Some(fds.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// In a child: runs `f` with this process's stdout and stderr sent to the
-/// given pipes, and puts them back after.
-pub(crate) fn redirected(
-    stdout: &OwnedFd,
-    stderr: &OwnedFd,
-    f: impl FnOnce() -> Outcome,
-) -> Outcome {
+/// The body's standard streams, as a helper receives them for one test.
+#[derive(Debug)]
+pub(crate) struct BodyStreams {
+    pub(crate) stdin: OwnedFd,
+    pub(crate) stdout: OwnedFd,
+    pub(crate) stderr: OwnedFd,
+}
+
+/// In a child: runs `f` with this process's standard streams on `streams`,
+/// and puts them back after.
+pub(crate) fn redirected(streams: &BodyStreams, f: impl FnOnce() -> Outcome) -> Outcome {
     let _ = io::stdout().flush();
-    let saved = dup(io::stdout()).and_then(|out| Ok((out, dup(io::stderr())?)));
+    let saved = (|| Ok::<_, Errno>([dup(io::stdin())?, dup(io::stdout())?, dup(io::stderr())?]))();
     let redirected = saved.and_then(|saved| {
-        dup2_stdout(stdout)?;
-        dup2_stderr(stderr)?;
+        dup2_stdin(&streams.stdin)?;
+        dup2_stdout(&streams.stdout)?;
+        dup2_stderr(&streams.stderr)?;
         Ok(saved)
     });
-    let (saved_out, saved_err) = match redirected {
+    let [saved_in, saved_out, saved_err] = match redirected {
         Ok(saved) => saved,
         Err(source) => return Outcome::Runtime(Error::Redirect { source }),
     };
     let outcome = f();
     let _ = io::stdout().flush();
-    let _ = dup2_stdout(saved_out).and_then(|()| dup2_stderr(saved_err));
+    let _ = dup2_stdin(saved_in)
+        .and_then(|()| dup2_stdout(saved_out))
+        .and_then(|()| dup2_stderr(saved_err));
     outcome
+}
+
+/// A copy of this process's stdin, to give a child or helper; `/dev/null`
+/// where the process has none.
+pub(crate) fn stdin_copy() -> Result<OwnedFd, Error> {
+    match io::stdin().as_fd().try_clone_to_owned() {
+        Ok(stdin) => Ok(stdin),
+        Err(_) => std::fs::File::open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|source| Error::Duplicate {
+                step: "the body's stdin",
+                source,
+            }),
+    }
 }
 
 /// The outcome a record reports, or, when it reports none, how the process

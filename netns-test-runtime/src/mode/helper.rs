@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use nix::sys::socket::{
 use nix::unistd::getpid;
 
 use crate::error::Error;
-use crate::mode::child::{self, Pumped, Streams, pipe, spawn_child};
+use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
 use crate::mode::reaper;
 use crate::mode::thread::{Io, run_on_named_thread};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
@@ -94,7 +94,8 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
     let (stderr_r, stderr_w) = pipe()?;
-    let fds = [&record_w, &stdout_w, &stderr_w].map(AsRawFd::as_raw_fd);
+    let stdin = stdin_copy()?;
+    let fds = [&record_w, &stdout_w, &stderr_w, &stdin].map(AsRawFd::as_raw_fd);
     let sent = sendmsg::<()>(
         helper.socket.as_raw_fd(),
         &[IoSlice::new(request.encode().as_bytes())],
@@ -102,7 +103,7 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
         MsgFlags::MSG_NOSIGNAL,
         None,
     );
-    drop((record_w, stdout_w, stderr_w));
+    drop((record_w, stdout_w, stderr_w, stdin));
     match sent {
         Ok(_) => {}
         Err(Errno::EPIPE | Errno::ECONNRESET) => return Ok(None),
@@ -223,7 +224,14 @@ fn spawn_here(name: &str) -> Result<Helper, Error> {
         socket: helper_end.as_raw_fd(),
         name: name.to_owned(),
     };
-    let child = spawn_child(name, (HELPER_MARKER, marker.encode()), &[&helper_end], None)?;
+    // A helper outlives its tests: each request brings the test's stdin.
+    let child = spawn_child(
+        name,
+        (HELPER_MARKER, marker.encode()),
+        &[&helper_end],
+        Stdio::null(),
+        None,
+    )?;
     Ok(Helper { child, socket })
 }
 
@@ -249,7 +257,7 @@ pub(crate) fn serve(socket: OwnedFd) -> ! {
             Ok(0) | Err(_) => std::process::exit(0),
             Ok(length) => payload.resize(length, 0),
         }
-        let mut space = nix::cmsg_space!([RawFd; 3]);
+        let mut space = nix::cmsg_space!([RawFd; 4]);
         let mut iov = [IoSliceMut::new(&mut payload)];
         let received = recvmsg::<()>(
             socket.as_raw_fd(),
@@ -278,16 +286,21 @@ pub(crate) fn serve(socket: OwnedFd) -> ! {
             .ok()
             .filter(|_| !truncated)
             .and_then(HelperRequest::decode);
-        // A request without its three pipes cannot be answered; the parent
-        // sees the descriptors it sent closed, and no record.
-        if let Ok([record, stdout, stderr]) = <[OwnedFd; 3]>::try_from(fds) {
-            serve_one(request, File::from(record), stdout, stderr);
+        // A request without its descriptors cannot be answered; the parent
+        // sees the pipes it sent closed, and no record.
+        if let Ok([record, stdout, stderr, stdin]) = <[OwnedFd; 4]>::try_from(fds) {
+            let streams = BodyStreams {
+                stdin,
+                stdout,
+                stderr,
+            };
+            serve_one(request, File::from(record), streams);
         }
     }
 }
 
 /// Runs one requested body, with thread mode's runner, and writes its record.
-fn serve_one(request: Option<HelperRequest>, mut record: File, stdout: OwnedFd, stderr: OwnedFd) {
+fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStreams) {
     if record.write_all(&started_frame()).is_err() {
         return;
     }
@@ -306,7 +319,7 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, stdout: OwnedFd, 
                     harness_ns: request.harness_ns,
                 };
                 // The parent enforces the timeout, by killing this helper.
-                let io = Io::Redirected { stdout, stderr };
+                let io = Io::Redirected(streams);
                 run_on_named_thread(test, sandbox, io, None, None).into_outcome()
             }
         },

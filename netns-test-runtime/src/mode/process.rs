@@ -5,12 +5,15 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::unistd::getpid;
 
 use crate::error::Error;
-use crate::mode::child::{self, Pumped, Streams, pipe, redirected, spawn_child};
+use crate::mode::child::{
+    self, BodyStreams, Pumped, Streams, pipe, redirected, spawn_child, stdin_copy,
+};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
@@ -44,6 +47,7 @@ fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result
         name,
         (CHILD_MARKER, marker.encode()),
         &[&record_w, &stdout_w, &stderr_w],
+        Stdio::inherit(),
         Some(libtest_w),
     )?;
     // Only the child may hold the write ends, so that the reads end.
@@ -96,7 +100,17 @@ pub(crate) fn run_child(test: &Test, marker: &ChildMarker, fds: [OwnedFd; 3]) ->
     };
     let outcome = match sandbox.prepare(test) {
         Err(unprepared) => Outcome::Runtime(unprepared.into()),
-        Ok(call) => redirected(&stdout, &stderr, || sandbox.run(call)),
+        Ok(call) => match stdin_copy() {
+            Ok(stdin) => {
+                let streams = BodyStreams {
+                    stdin,
+                    stdout,
+                    stderr,
+                };
+                redirected(&streams, || sandbox.run(call))
+            }
+            Err(error) => Outcome::Runtime(error),
+        },
     };
     let _ = record.write_all(&outcome_frame(&outcome));
     outcome

@@ -10,10 +10,11 @@ use std::sync::OnceLock;
 
 use nix::errno::Errno;
 
-use crate::diagnose::{Diagnosis, probe_process};
+use crate::diagnose::{Diagnosis, probe_process, probe_thread};
 use crate::env;
 use crate::error::Error;
 use crate::mode::{Mode, Requested};
+use crate::test::Test;
 
 /// What the first thread-mode test of this process found when it tried
 /// `unshare(CLONE_NEWNET)`: set only after a real attempt.
@@ -66,6 +67,26 @@ pub(crate) fn selected() -> Result<Mode, Error> {
         }
         (_, thread) => fallback(requested, thread.copied()).map(Mode::from),
     }
+}
+
+/// The mode for `test`: its own process where it asks for one
+/// (`#[netns_test(process)]`), else this process's mode.
+pub(crate) fn selected_for(test: &Test) -> Result<Mode, Error> {
+    if !test.process {
+        return selected();
+    }
+    static PROCESS: OnceLock<Result<(), Diagnosis>> = OnceLock::new();
+    // A value of NETNS_TEST_MODE that is not understood fails every test.
+    requested()?;
+    PROCESS
+        .get_or_init(|| {
+            probe_process().map_err(|errno| {
+                Diagnosis::gather(Requested::Forced(Mode::Process), None, Some(Err(errno)))
+            })
+        })
+        .clone()
+        .map(|()| Mode::Process)
+        .map_err(Error::Unavailable)
 }
 
 /// Records that a thread-mode test unshared its namespace.
@@ -122,13 +143,34 @@ fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<F
 }
 
 /// The mode this process's netns tests use, as `NETNS_TEST_MODE` and the
-/// machine decide: `"thread"`, `"helper"` or `"process"`.
+/// machine decide: `"thread"`, `"helper"` or `"process"`. Where no test has
+/// run yet, it probes thread mode first, as the first test would.
 ///
 /// # Errors
 ///
-/// [`Error::Unavailable`] when no mode works, or [`Error::BadEnv`].
+/// [`Error::Unavailable`] when no mode works, [`Error::BadEnv`], or
+/// [`Error::Unshare`] when the probe met a passing shortage.
+///
+/// # Example
+///
+/// ```
+/// match netns_test_runtime::selected_mode() {
+///     Ok(mode) => println!("netns tests run in {mode} mode here"),
+///     Err(error) => println!("netns tests cannot run here: {error}"),
+/// }
+/// ```
 pub fn selected_mode() -> Result<&'static str, Error> {
-    selected().map(Mode::as_str)
+    let mode = match selected()? {
+        Mode::Thread if THREAD_MODE.get().is_none() => match probe_thread() {
+            Ok(()) => {
+                thread_mode_worked();
+                Mode::Thread
+            }
+            Err(errno) => thread_mode_refused(errno)?.into(),
+        },
+        mode => mode,
+    };
+    Ok(mode.as_str())
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Once, OnceLock, mpsc};
 use std::thread;
@@ -15,7 +14,7 @@ use nix::libc;
 use nix::unistd::gettid;
 
 use crate::error::Error;
-use crate::mode::child::redirected;
+use crate::mode::child::{BodyStreams, redirected};
 use crate::mode::reaper;
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
@@ -28,8 +27,8 @@ pub(crate) enum Io {
     /// Where the calling thread's go: libtest's capture reaches threads it
     /// spawns.
     Inherited,
-    /// To these pipes, as a helper sends them to the test process.
-    Redirected { stdout: OwnedFd, stderr: OwnedFd },
+    /// To these, as a helper receives them from the test process.
+    Redirected(BodyStreams),
 }
 
 /// How a run on a named thread went.
@@ -167,9 +166,7 @@ pub(crate) fn run_on_named_thread(
                 Ok(call) => {
                     let outcome = match io {
                         Io::Inherited => sandbox.run(call),
-                        Io::Redirected { stdout, stderr } => {
-                            redirected(&stdout, &stderr, || sandbox.run(call))
-                        }
+                        Io::Redirected(streams) => redirected(&streams, || sandbox.run(call)),
                     };
                     // Only a body that ran in its own namespace has one to
                     // clean; and only a process with children may need it.
