@@ -61,12 +61,15 @@ mod fixture {
         static POOL: OnceLock<std::sync::Mutex<Sender<Sender<u64>>>> = OnceLock::new();
         POOL.get_or_init(|| {
             let (requests, incoming) = channel::<Sender<u64>>();
-            std::thread::spawn(move || {
-                for reply in incoming {
-                    let here = NetNs::current().map_or(0, |ns| ns.inode());
-                    let _ = reply.send(here);
-                }
-            });
+            std::thread::Builder::new()
+                .name("the-test-pool".into())
+                .spawn(move || {
+                    for reply in incoming {
+                        let here = NetNs::current().map_or(0, |ns| ns.inode());
+                        let _ = reply.send(here);
+                    }
+                })
+                .expect("start the pool");
             std::sync::Mutex::new(requests)
         })
     }
@@ -91,6 +94,19 @@ mod fixture {
     #[netns_test(process)]
     #[ignore = "fixture"]
     fn pool_second(ns: &NetNs) {
+        pool_is_here(ns);
+    }
+
+    /// As `pool_first`, without a process of its own.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn shared_pool_first(ns: &NetNs) {
+        pool_is_here(ns);
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn shared_pool_second(ns: &NetNs) {
         pool_is_here(ns);
     }
 }
@@ -186,6 +202,40 @@ fn a_process_wide_pool_serves_its_own_test() {
         );
         for name in ["fixture::pool_first", "fixture::pool_second"] {
             assert_eq!(report.status(name), "ok", "{mode}:\n{}", report.output);
+        }
+    }
+}
+
+/// A pool a test made without a process of its own: in thread mode, the
+/// test process names its thread, left in the first test's namespace, and
+/// the second test's failure recalls it; a helper retires rather than serve
+/// the next test with it, so there both pass; process mode shares nothing.
+#[test]
+fn a_pool_left_in_a_namespace_is_named_or_not_shared() {
+    for mode in MODES {
+        let report = run_fixtures(
+            "fixture::shared_pool_",
+            &["--ignored", "--test-threads=1"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        let (first, second) = (
+            report.status("fixture::shared_pool_first"),
+            report.status("fixture::shared_pool_second"),
+        );
+        if mode == "auto" && netns_test_tests::thread_mode_here() {
+            assert_eq!((first, second), ("ok", "FAILED"), "{}", report.output);
+            assert!(
+                report.output.contains(
+                    "netns-test: after `fixture::shared_pool_first`, threads of this process are still in its network namespace: the-test-pool (tid "
+                ),
+                "{}",
+                report.output
+            );
+            let failure = report.failure_output("fixture::shared_pool_second");
+            assert!(failure.contains("earlier tests left threads"), "{failure}");
+            assert!(failure.contains("#[netns_test(process)]"), "{failure}");
+        } else {
+            assert_eq!((first, second), ("ok", "ok"), "{mode}:\n{}", report.output);
         }
     }
 }

@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use nix::unistd::getpid;
 use crate::error::Error;
 use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
 use crate::mode::reaper;
-use crate::mode::thread::{Io, run_on_named_thread};
+use crate::mode::thread::{BodyThread, Io, run_on_named_thread, threads_in};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
@@ -304,6 +304,7 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
     if record.write_all(&started_frame()).is_err() {
         return;
     }
+    let body = Arc::new(BodyThread::default());
     let outcome = match request {
         None => Outcome::Runtime(Error::Malformed {
             step: "the request a helper process received",
@@ -320,7 +321,8 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
                 };
                 // The parent enforces the timeout, by killing this helper.
                 let io = Io::Redirected(streams);
-                run_on_named_thread(test, sandbox, io, None, None).into_outcome()
+                let ran = run_on_named_thread(test, sandbox, io, None, Some(&body));
+                ran.into_outcome()
             }
         },
     };
@@ -328,4 +330,12 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
     // every process holding the pipes has ended.
     reaper::kill_descendants();
     let _ = record.write_all(&outcome_frame(&outcome));
+    // A body that left threads in its namespace (a process-wide pool made
+    // lazily) would have the next test on this helper use them there: the
+    // helper retires instead, and the next test gets a new one.
+    let left = body.ns().filter(|_| body.threads_grew());
+    if left.is_some_and(|ns| !threads_in(ns, None).is_empty()) {
+        drop(record);
+        std::process::exit(0);
+    }
 }

@@ -4,8 +4,10 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Once, OnceLock, mpsc};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -113,18 +115,91 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
     let body = Arc::new(BodyThread::default());
     let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&body));
     // The body's thread has ended (it set `ns` if the process had children
-    // then), or timed out and runs on (its namespace is read through it).
-    let ns = match &ran {
-        ThreadRun::Failed(Error::TimedOut { .. }) if reaper::has_children() => body
+    // or more threads then), or timed out and runs on (its namespace is
+    // read through it).
+    let timed_out = matches!(ran, ThreadRun::Failed(Error::TimedOut { .. }));
+    let ns = match timed_out {
+        true => body
             .tid
             .get()
             .and_then(|tid| std::fs::read_link(format!("/proc/self/task/{tid}/ns/net")).ok()),
-        _ => body.ns.get().cloned(),
+        false => body.ns.get().cloned(),
     };
     if let Some(ns) = ns {
-        reaper::kill_in_namespace(&ns);
+        if timed_out || reaper::has_children() {
+            reaper::kill_in_namespace(&ns);
+        }
+        if timed_out || body.threads_grew.load(Ordering::Relaxed) {
+            warn_of_threads_left(test, &ns, body.tid.get().copied());
+        }
     }
     ran
+}
+
+/// Threads that a test left in its namespace, named by [`warn_of_threads_left`],
+/// for the failures of later tests to mention.
+static THREADS_LEFT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Names, in one stderr line, the threads of this process still in the
+/// namespace `ns` of `test` (but the body's own, `body`, when it timed out
+/// and runs on): a process-wide pool the test started lazily, which every
+/// later test would use inside this test's namespace.
+fn warn_of_threads_left(test: &Test, ns: &Path, body: Option<i32>) {
+    let left = threads_in(ns, body);
+    if left.is_empty() {
+        return;
+    }
+    let left = left.join(", ");
+    // Straight to the process's stderr, as a skip is: a passing test's
+    // captured output is not shown.
+    let _ = writeln!(
+        std::io::stderr(),
+        "netns-test: after `{}`, threads of this process are still in its network namespace: {left}; a process-wide pool (async-std's or async-io's executor, rayon's global pool, a lazily started worker) made by a test stays in that test's namespace for every later test: give the tests that use it #[netns_test(process)]",
+        test.name()
+    );
+    THREADS_LEFT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(format!("{left}, left by `{}`", test.name()));
+}
+
+/// This process's threads in the namespace `ns`, but `except`, by name and
+/// thread id.
+pub(crate) fn threads_in(ns: &Path, except: Option<i32>) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            let tid = task.file_name().to_str().and_then(|tid| tid.parse().ok());
+            tid != except
+                && std::fs::read_link(task.path().join("ns/net")).is_ok_and(|link| link == ns)
+        })
+        .map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            format!(
+                "{} (tid {})",
+                name.trim(),
+                task.file_name().to_string_lossy()
+            )
+        })
+        .collect()
+}
+
+/// The threads earlier tests left in their namespaces, for a failure's note.
+pub(crate) fn threads_left() -> Vec<String> {
+    THREADS_LEFT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// How many threads this process has, and two: the link count of
+/// `/proc/self/task`, which the kernel counts without reading anything else
+/// of the threads (unlike `/proc/self/stat`, which sums their CPU times).
+fn threads_in_process() -> u64 {
+    std::fs::metadata("/proc/self/task").map_or(0, |task| task.nlink())
 }
 
 /// What thread mode learns of a body's thread, to find the processes the
@@ -134,9 +209,24 @@ pub(crate) struct BodyThread {
     /// Its thread id.
     tid: OnceLock<i32>,
     /// The `/proc` link of its namespace, read at the body's end, and only
-    /// where the process had children then: reading a fresh thread's link
-    /// costs a few percent of a namespace.
+    /// where the process had children or more threads then: reading a fresh
+    /// thread's link costs a few percent of a namespace.
     ns: OnceLock<PathBuf>,
+    /// The process had more threads after the body than before it: some
+    /// may be the body's, still in its namespace.
+    threads_grew: AtomicBool,
+}
+
+impl BodyThread {
+    /// Whether the body left threads that may still be in its namespace.
+    pub(crate) fn threads_grew(&self) -> bool {
+        self.threads_grew.load(Ordering::Relaxed)
+    }
+
+    /// The link of the body's namespace, where it was read.
+    pub(crate) fn ns(&self) -> Option<&Path> {
+        self.ns.get().map(PathBuf::as_path)
+    }
 }
 
 /// Prepares and runs `test`'s body on a new thread named like the test, and
@@ -164,6 +254,7 @@ pub(crate) fn run_on_named_thread(
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
                 Ok(call) => {
+                    let threads = body.as_ref().map(|_| threads_in_process());
                     let outcome = match io {
                         Io::Inherited => sandbox.run(call),
                         Io::Redirected(streams) => redirected(&streams, || sandbox.run(call)),
@@ -171,7 +262,11 @@ pub(crate) fn run_on_named_thread(
                     // Only a body that ran in its own namespace has one to
                     // clean; and only a process with children may need it.
                     let isolated = !matches!(outcome, Outcome::Runtime(Error::EndedInHarnessNs));
-                    if let Some(body) = body.filter(|_| isolated && reaper::has_children()) {
+                    let grew = threads.is_some_and(|before| threads_in_process() > before);
+                    if let Some(body) =
+                        body.filter(|_| isolated && (grew || reaper::has_children()))
+                    {
+                        body.threads_grew.store(grew, Ordering::Relaxed);
                         if let Ok(link) = std::fs::read_link("/proc/thread-self/ns/net") {
                             let _ = body.ns.set(link);
                         }
