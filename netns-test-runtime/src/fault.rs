@@ -14,6 +14,9 @@ pub(crate) enum Fault {
     /// `forwarding-host`: a fresh namespace starts forwarding, as on a host
     /// that forwards.
     ForwardingHost,
+    /// `early-threads`: the constructor before `main` finds the process
+    /// has more than one thread.
+    EarlyThreads,
     /// `async-runtime`: building an async test's runtime fails.
     #[cfg_attr(
         not(feature = "tokio"),
@@ -27,6 +30,7 @@ impl Fault {
         match self {
             Fault::HarnessIsHere => "harness-is-here",
             Fault::ForwardingHost => "forwarding-host",
+            Fault::EarlyThreads => "early-threads",
             Fault::AsyncRuntime => "async-runtime",
         }
     }

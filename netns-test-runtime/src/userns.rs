@@ -50,7 +50,15 @@ impl UsernsSetup {
     /// (`Command::pre_exec`). `unshare(CLONE_NEWUSER)` needs a single-threaded
     /// process, which a freshly forked child is.
     pub(crate) fn enter(&self) -> io::Result<()> {
-        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?;
+        self.enter_user_namespace(CloneFlags::CLONE_NEWNET)
+    }
+
+    /// Moves the calling process into a new user namespace, with the other
+    /// namespaces in `also`, and maps the caller to root there.
+    /// Async-signal-safe, like [`UsernsSetup::enter`]; the process must have
+    /// one thread.
+    pub(crate) fn enter_user_namespace(&self, also: CloneFlags) -> io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWUSER | also)?;
         // An unprivileged process may write its gid_map only after it has
         // given up setgroups(2); see user_namespaces(7).
         match write_file(c"/proc/self/setgroups", b"deny") {

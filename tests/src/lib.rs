@@ -128,6 +128,14 @@ pub fn thread_mode_here() -> bool {
     netns_test_runtime::diagnose().thread_mode()
 }
 
+/// Whether a fixture run alone, by `--exact` name, under
+/// `NETNS_TEST_MODE=mode` runs in thread mode: as root natively, and
+/// without privileges in a user namespace the test binary enters before
+/// `main`, where the machine allows one.
+pub fn alone_in_thread_mode(mode: &str) -> bool {
+    mode == "auto" && (thread_mode_here() || netns_test_runtime::diagnose().process_mode())
+}
+
 /// Whether process `pid` is running (not gone, and not a zombie).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

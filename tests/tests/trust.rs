@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns_test_tests::{MODES, ends, run_fixtures, thread_mode_here};
+use netns_test_tests::{MODES, alone_in_thread_mode, ends, run_fixtures, thread_mode_here};
 
 mod fixture {
     use std::time::Duration;
@@ -353,7 +353,7 @@ fn a_forked_copy_never_reports() {
             "{mode}:\n{}",
             report.output
         );
-        if mode != "auto" || !thread_mode_here() {
+        if !alone_in_thread_mode(mode) {
             // In its own process the crash fails just this test; in thread
             // mode it takes the test binary down with it.
             assert_eq!(
@@ -451,8 +451,9 @@ fn the_isolation_check_fails_closed_in_every_mode() {
 }
 
 /// In thread mode, `/proc/self/ns/net` names the harness's namespace: a body
-/// that moves there fails, with the pitfall explained. In helper and process
-/// modes it names the body's own process's namespace, which is not the host's.
+/// that moves there fails, with the pitfall explained (rootless, it may not
+/// move there at all). In helper and process modes it names the body's own
+/// process's namespace, which is not the host's.
 #[test]
 fn a_body_that_ends_in_the_harness_namespace_fails() {
     for mode in MODES {
@@ -462,7 +463,7 @@ fn a_body_that_ends_in_the_harness_namespace_fails() {
             &[("NETNS_TEST_MODE", mode)],
         );
         let status = report.status("fixture::moves_to_the_main_threads_namespace");
-        if mode == "auto" && thread_mode_here() {
+        if alone_in_thread_mode(mode) && thread_mode_here() {
             assert_eq!(status, "FAILED", "{}", report.output);
             let output = report.failure_output("fixture::moves_to_the_main_threads_namespace");
             assert!(
@@ -470,6 +471,12 @@ fn a_body_that_ends_in_the_harness_namespace_fails() {
                 "{output}"
             );
             assert!(output.contains("/proc/thread-self/ns/net"), "{output}");
+        } else if alone_in_thread_mode(mode) {
+            // Rootless, in a user namespace of its own: the body holds no
+            // privilege over the host's namespace, so it cannot move there.
+            assert_eq!(status, "FAILED", "{}", report.output);
+            let output = report.failure_output("fixture::moves_to_the_main_threads_namespace");
+            assert!(output.contains("setns: EPERM"), "{output}");
         } else {
             assert_eq!(status, "ok", "{mode}:\n{}", report.output);
         }

@@ -7,6 +7,7 @@
 //! process ([`helper`]), or in a process of its own ([`process`]).
 
 pub(crate) mod child;
+pub(crate) mod early;
 pub(crate) mod helper;
 pub(crate) mod process;
 pub(crate) mod reaper;
