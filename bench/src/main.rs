@@ -14,7 +14,9 @@
 //! - 500 trivial `#[netns_test]`s against the same 500 plain `#[test]`s, run
 //!   by libtest (as `cargo test` runs them) and by `cargo nextest run`, and
 //!   500 plain tests that each make the floor's namespace: the floor as a
-//!   suite reaches it, with the parallelism that runner and kernel allow.
+//!   suite reaches it, with the parallelism that runner and kernel allow;
+//! - the same netns and plain suites under `cargo nextest run` as root and
+//!   as uid 65534, for what rootless adds per test against root.
 //!
 //! It prints every median and the ratios the README's targets are stated in.
 //! It asserts nothing: the machine is noisy, and the numbers are for people.
@@ -167,6 +169,108 @@ fn main() {
         } else {
             println!("| cargo nextest run | {mode} | not installed | | | | | |");
         }
+    }
+    rootless_nextest_rows();
+}
+
+/// Under nextest, rootless against root: the time a trivial netns test adds
+/// over a plain one, as root and as uid 65534 (through the target runner,
+/// as CI runs it), in alternating rounds.
+fn rootless_nextest_rows() {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("cargo-nextest")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        println!("(rootless against root under nextest: needs root and cargo-nextest)");
+        return;
+    }
+    let host = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .ok()
+        .and_then(|output| {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.lines()
+                .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "x86_64-unknown-linux-gnu".into());
+    let runner = format!(
+        "CARGO_TARGET_{}_RUNNER",
+        host.to_uppercase().replace('-', "_")
+    );
+    let nextest = |filter: &str, unprivileged: bool| {
+        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        command
+            .args([
+                "nextest",
+                "run",
+                "--release",
+                "-p",
+                "netns-test-bench",
+                "--test",
+                "speed",
+            ])
+            .args([
+                "--run-ignored",
+                "only",
+                "--ignore-default-filter",
+                "--no-fail-fast",
+            ])
+            .args(["-E", &format!("test(/^{filter}/)")])
+            .env_remove("NETNS_TEST_MODE");
+        if unprivileged {
+            command.env(
+                &runner,
+                "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all",
+            );
+        }
+        command
+    };
+    let filters = ["fixture::suite::netns::", "fixture::suite::plain::"];
+    let mut walls = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    for _ in 0..SUITE_RUNS {
+        for (user, unprivileged) in [(0, false), (1, true)] {
+            for (suite, filter) in filters.iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(300));
+                let start = Instant::now();
+                let output = nextest(filter, unprivileged).output().expect("run nextest");
+                assert!(
+                    output.status.success(),
+                    "the {filter} suite failed:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                walls[user][suite].push(start.elapsed());
+            }
+        }
+    }
+    let added: Vec<(Duration, Duration, Duration)> = walls
+        .iter()
+        .map(|[netns, plain]| {
+            let (netns, plain) = (median(netns), median(plain));
+            (netns, plain, netns.saturating_sub(plain) / 500)
+        })
+        .collect();
+    println!();
+    println!(
+        "Under cargo nextest, rootless against root (mode auto), median of {SUITE_RUNS} runs:"
+    );
+    println!("| user | #[netns_test] | plain #[test] | netns added per test | ratio to root |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (user, (netns, plain, per_test)) in ["root", "uid 65534"].iter().zip(&added) {
+        println!(
+            "| {user} | {} | {} | {} | {:.2}{} |",
+            show(*netns),
+            show(*plain),
+            show(*per_test),
+            ratio(*per_test, added[0].2),
+            if *user == "root" {
+                ""
+            } else {
+                " (target <= 1.30)"
+            }
+        );
     }
 }
 
