@@ -138,26 +138,8 @@ fn main() {
         };
         suite_row("libtest (cargo test)", mode, libtest, floor);
         let nextest = |filter: &str| {
-            let mut command =
-                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            command
-                .args([
-                    "nextest",
-                    "run",
-                    "--release",
-                    "-p",
-                    "netns-test-bench",
-                    "--test",
-                    "speed",
-                ])
-                .args([
-                    "--run-ignored",
-                    "only",
-                    "--ignore-default-filter",
-                    "--no-fail-fast",
-                ])
-                .args(["-E", &format!("test(/^{filter}/)")])
-                .env("NETNS_TEST_MODE", mode);
+            let mut command = nextest_suite(filter);
+            command.env("NETNS_TEST_MODE", mode);
             command
         };
         if Command::new("cargo-nextest")
@@ -201,25 +183,8 @@ fn rootless_nextest_rows() {
         host.to_uppercase().replace('-', "_")
     );
     let nextest = |filter: &str, unprivileged: bool| {
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        command
-            .args([
-                "nextest",
-                "run",
-                "--release",
-                "-p",
-                "netns-test-bench",
-                "--test",
-                "speed",
-            ])
-            .args([
-                "--run-ignored",
-                "only",
-                "--ignore-default-filter",
-                "--no-fail-fast",
-            ])
-            .args(["-E", &format!("test(/^{filter}/)")])
-            .env_remove("NETNS_TEST_MODE");
+        let mut command = nextest_suite(filter);
+        command.env_remove("NETNS_TEST_MODE");
         if unprivileged {
             command.env(
                 &runner,
@@ -272,6 +237,18 @@ fn rootless_nextest_rows() {
             }
         );
     }
+}
+
+/// `cargo nextest run` on the speed binary's suite tests whose names start
+/// with `filter`.
+fn nextest_suite(filter: &str) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .args(["nextest", "run", "--release", "-p", "netns-test-bench"])
+        .args(["--test", "speed", "--run-ignored", "only"])
+        .args(["--ignore-default-filter", "--no-fail-fast"])
+        .args(["-E", &format!("test(/^{filter}/)")]);
+    command
 }
 
 fn median(durations: &[Duration]) -> Duration {

@@ -136,13 +136,6 @@ pub enum Error {
         /// The test's path, `module_path!()::name`.
         path: String,
     },
-    /// The test's function was called again inside the child process that
-    /// runs it, which owns the descriptors of only one run.
-    #[error("the test `{name}` ran twice in its child process")]
-    Reentered {
-        /// The test's libtest name.
-        name: String,
-    },
     /// A message between the test process and its child or helper was
     /// malformed.
     #[error(
