@@ -68,9 +68,12 @@
 //!   between tests, at a fork and exec per test.
 //!
 //! Thread mode is used where it works, helper mode otherwise;
-//! `NETNS_TEST_MODE` forces one. When none works, the test fails with the
-//! causes found and their remedies; [`diagnose`] and the `doctor` example
-//! print the same report.
+//! `NETNS_TEST_MODE` forces one. Rootless, a process that runs just one
+//! `#[netns_test]` by `--exact` name (as cargo-nextest runs every test)
+//! enters a user namespace of its own before `main`, and runs it in thread
+//! mode. When no mode works, the test fails with the causes found and their
+//! remedies; [`diagnose`] and the `doctor` example print the same report,
+//! and [`selected_mode`] names the mode tests will use.
 //!
 //! # Options
 //!
@@ -78,12 +81,17 @@
 //!   with N workers, instead of a current-thread runtime.
 //! - `#[netns_test(timeout = "10s")]`: fail the test after this long.
 //! - `#[netns_test(sysfs)]`: give the test a private mount namespace with a
-//!   sysfs of its network namespace on `/sys`.
+//!   sysfs of its network namespace on `/sys`, and `/proc/net` showing it.
+//! - `#[netns_test(process)]`: run the test in a process of its own,
+//!   whatever the mode, for code with process-wide pools.
 //! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
 //! - `NETNS_TEST_MODE=thread|helper|process`: force a mode.
 //! - `NETNS_TEST_TIMEOUT=30s`: the default timeout.
 //! - `NETNS_TEST_UNAVAILABLE=skip`: pass, with a loud line, the tests that
-//!   cannot get a namespace, instead of failing them.
+//!   cannot get a namespace, instead of failing them (`fail`, the default).
+//!
+//! A value of these variables that is not understood fails the test, naming
+//! the values it takes.
 //!
 //! [unshare(2)]: https://man7.org/linux/man-pages/man2/unshare.2.html
 //! [user_namespaces(7)]: https://man7.org/linux/man-pages/man7/user_namespaces.7.html
