@@ -6,13 +6,14 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Path};
 
 /// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
-const VALID: &str = "`threads = N`, `timeout = \"10s\"`, `sysfs`, `process` and `crate = \"path\"`";
+const VALID: &str =
+    "`threads`, `threads = N`, `timeout = \"10s\"`, `sysfs`, `process` and `crate = \"path\"`";
 
 /// The attribute's arguments, each with the span of its key.
 #[derive(Default)]
 pub(crate) struct Args {
-    /// Worker threads of the async runtime.
-    pub(crate) threads: Option<(u32, Span)>,
+    /// Worker threads of the async runtime; `None` inside: tokio's default.
+    pub(crate) threads: Option<(Option<u32>, Span)>,
     /// Timeout of the test, in milliseconds.
     pub(crate) timeout_ms: Option<(u64, Span)>,
     /// The path to the runtime crate, for users who re-export it.
@@ -39,10 +40,7 @@ impl Args {
             };
             match name.as_str() {
                 "threads" => {
-                    let parsed = value
-                        .as_ref()
-                        .ok_or_else(|| needs_value(&key, "threads = 4"))
-                        .and_then(parse_threads);
+                    let parsed = value.as_ref().map(parse_threads).transpose();
                     errors.set(&mut args.threads, parsed, &key);
                 }
                 "timeout" => {
@@ -134,7 +132,7 @@ fn parse_threads(value: &Expr) -> syn::Result<u32> {
     let error = || {
         syn::Error::new_spanned(
             value,
-            "`threads` takes a positive integer literal, e.g. `threads = 4`",
+            "`threads` takes a positive integer literal, e.g. `threads = 4`, or no value for tokio's default count",
         )
     };
     let Expr::Lit(ExprLit {

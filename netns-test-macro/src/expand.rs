@@ -58,19 +58,24 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         Param::ByValue => quote! { #ns },
     };
     let call = if sig.asyncness.is_some() {
-        let threads = match &args.threads {
-            Some((threads, span)) => {
+        let flavor = match &args.threads {
+            Some((Some(threads), span)) => {
                 let threads = *threads as usize;
-                quote_spanned! {*span=> ::core::option::Option::Some(#threads) }
+                quote_spanned! {*span=>
+                    #private::Flavor::MultiThread(::core::option::Option::Some(#threads))
+                }
             }
-            None => quote! { ::core::option::Option::None },
+            Some((None, span)) => quote_spanned! {*span=>
+                #private::Flavor::MultiThread(::core::option::Option::None)
+            },
+            None => quote! { #private::Flavor::CurrentThread },
         };
         // Pinned here and passed as `Pin<&mut dyn Future>`, so that one
         // `block_on` serves every async test.
         let body = syn::Ident::new("__netns_body", Span::mixed_site());
         quote! {{
             let #body = ::core::pin::pin!(async move { #private::report(#name(#arg).await) });
-            #private::block_on(#private::Tokio, #threads, #body)
+            #private::block_on(#private::Tokio, #flavor, #body)
         }}
     } else {
         quote! { #private::report(#name(#arg)) }

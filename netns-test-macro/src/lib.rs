@@ -23,7 +23,8 @@ use proc_macro::TokenStream;
 /// Arguments, all optional:
 ///
 /// - `threads = N`: an async test runs on a multi-thread tokio runtime with N
-///   workers, instead of a current-thread one. Sync tests take no `threads`:
+///   workers, instead of a current-thread one; `threads` alone gives tokio's
+///   default count, one worker per core. Sync tests take no `threads`:
 ///   threads they spawn already share their namespace.
 /// - `timeout = "10s"`: fail the test after this long (`ms`, `s` or `m`).
 /// - `sysfs`: a private mount namespace with a sysfs of the test's network

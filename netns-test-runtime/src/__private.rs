@@ -72,6 +72,15 @@ pub fn run<C: Conclusion>(test: &'static Test) -> C {
 /// instantiation of [`block_on`] serves every async test.
 pub type PinnedBody<'a> = Pin<&'a mut dyn Future<Output = Result<(), TestError>>>;
 
+/// The async runtime an `async` test asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Flavor {
+    /// No `threads`: a current-thread runtime.
+    CurrentThread,
+    /// `threads = N`, or `threads` alone for the runtime's default count.
+    MultiThread(Option<usize>),
+}
+
 /// Selects tokio as the runtime of an `async` test.
 #[derive(Debug, Clone, Copy)]
 pub struct Tokio;
@@ -84,17 +93,19 @@ pub struct Tokio;
 )]
 pub trait AsyncRuntime {
     /// Runs `body` to completion on a new runtime built on this thread.
-    fn block_on(self, threads: Option<usize>, body: PinnedBody<'_>) -> Result<(), TestError>;
+    fn block_on(self, flavor: Flavor, body: PinnedBody<'_>) -> Result<(), TestError>;
 }
 
 #[cfg(feature = "tokio")]
 impl AsyncRuntime for Tokio {
-    fn block_on(self, threads: Option<usize>, body: PinnedBody<'_>) -> Result<(), TestError> {
-        let mut builder = match threads {
-            None => tokio::runtime::Builder::new_current_thread(),
-            Some(threads) => {
+    fn block_on(self, flavor: Flavor, body: PinnedBody<'_>) -> Result<(), TestError> {
+        let mut builder = match flavor {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+            Flavor::MultiThread(threads) => {
                 let mut builder = tokio::runtime::Builder::new_multi_thread();
-                builder.worker_threads(threads);
+                if let Some(threads) = threads {
+                    builder.worker_threads(threads);
+                }
                 builder
             }
         };
@@ -114,8 +125,8 @@ impl AsyncRuntime for Tokio {
 /// Runs an async test's pinned body on `runtime`.
 pub fn block_on<R: AsyncRuntime>(
     runtime: R,
-    threads: Option<usize>,
+    flavor: Flavor,
     body: PinnedBody<'_>,
 ) -> Result<(), TestError> {
-    runtime.block_on(threads, body)
+    runtime.block_on(flavor, body)
 }

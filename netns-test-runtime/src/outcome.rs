@@ -79,7 +79,13 @@ pub(crate) fn conclude(test: &Test, outcome: Outcome) -> Result<(), TestError> {
         Outcome::Returned(error) => Err(error),
         Outcome::Panicked(payload) => panic::resume_unwind(payload),
         Outcome::Runtime(error) => match test.should_panic {
-            ShouldPanic::No => panic!("netns-test: {error}"),
+            ShouldPanic::No => {
+                // A report, not a crash: without the panic hook's "panicked
+                // at <a file of this crate>", which would read as a bug here.
+                let report = format!("netns-test: {error}");
+                eprintln!("{report}");
+                panic::resume_unwind(Box::new(report))
+            }
             ShouldPanic::Yes | ShouldPanic::WithMessage(_) => {
                 eprintln!(
                     "netns-test: {error}\n\

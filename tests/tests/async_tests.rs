@@ -118,3 +118,16 @@ fn test_log_below() {
     assert_fresh_namespace();
     std::net::TcpListener::bind("127.0.0.1:80").expect("port 80 is free here");
 }
+
+/// `threads` without a value: a multi-thread runtime with tokio's default
+/// worker count, one per core, as `#[tokio::test(flavor = "multi_thread")]`.
+#[netns_test(threads)]
+async fn threads_alone_gives_tokios_default_count() {
+    let cores = std::thread::available_parallelism().expect("the core count");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    assert_eq!(workers, cores.get());
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
+}

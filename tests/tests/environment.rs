@@ -225,3 +225,23 @@ fn selected_mode_says_when_no_mode_works() {
         report.output
     );
 }
+
+/// A failure of netns-test itself reads as its report, not as a crash
+/// inside the library: no "panicked at" one of its files.
+#[test]
+fn netns_test_failures_read_as_reports() {
+    let report = run_fixtures(
+        "fixture::needs_a_namespace",
+        &["--ignored", "--exact"],
+        &[("NETNS_TEST_TIMEOUT", "0s")],
+    );
+    let output = report.failure_output("fixture::needs_a_namespace");
+    assert!(
+        output
+            .trim_start()
+            .starts_with("netns-test: environment variable NETNS_TEST_TIMEOUT"),
+        "{output}"
+    );
+    assert!(!output.contains("panicked at"), "{output}");
+    assert!(!output.contains("netns-test-runtime/src"), "{output}");
+}

@@ -9,9 +9,6 @@ async fn string_threads() {}
 #[netns_test(threads = 2.5)]
 async fn float_threads() {}
 
-#[netns_test(threads)]
-async fn no_value() {}
-
 #[netns_test(timeout = 10)]
 fn number_timeout() {}
 

@@ -22,7 +22,9 @@ fn t() -> ::core::result::Result<(), my::netns::__private::TestError> {
             );
             my::netns::__private::block_on(
                 my::netns::__private::Tokio,
-                ::core::option::Option::Some(2usize),
+                my::netns::__private::Flavor::MultiThread(
+                    ::core::option::Option::Some(2usize),
+                ),
                 __netns_body,
             )
         }),
