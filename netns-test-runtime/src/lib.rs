@@ -49,7 +49,60 @@
 //! ```
 //!
 //! [`NetNs`] also builds topologies over rtnetlink: veth pairs into other
-//! namespaces, bridges, addresses, routes and `net.*` sysctls.
+//! namespaces, bridges, addresses, routes and `net.*` sysctls. Across two
+//! namespaces, with async I/O (a socket stays in the namespace it was made
+//! in, whichever thread then uses it):
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+//! use netns_test_runtime::NetNs;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! // In a test, the server's would be the test's own: `async fn t(server: &NetNs)`.
+//! let (server, client) = (NetNs::new()?, NetNs::new()?);
+//! server.add_veth("s0", &client, "c0")?;
+//! server.add_address("s0", "10.1.0.1/24".parse()?)?;
+//! client.add_address("c0", "10.1.0.2/24".parse()?)?;
+//! server.set_link_up("s0")?;
+//! client.set_link_up("c0")?; // returns once both ends pass packets
+//! let listener = server.run(|| std::net::TcpListener::bind("10.1.0.1:80"))??;
+//! let stream = client.run(|| std::net::TcpStream::connect("10.1.0.1:80"))??;
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let received = runtime.block_on(async move {
+//!     listener.set_nonblocking(true)?;
+//!     stream.set_nonblocking(true)?;
+//!     let listener = tokio::net::TcpListener::from_std(listener)?;
+//!     let mut stream = tokio::net::TcpStream::from_std(stream)?;
+//!     stream.write_all(b"hello").await?;
+//!     drop(stream);
+//!     let (mut accepted, peer) = listener.accept().await?;
+//!     assert_eq!(peer.ip().to_string(), "10.1.0.2");
+//!     let mut received = Vec::new();
+//!     accepted.read_to_end(&mut received).await?;
+//!     Ok::<_, std::io::Error>(received)
+//! })?;
+//! assert_eq!(received, b"hello");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+//!
+//! # Use it
+//!
+//! ```toml
+//! [dev-dependencies]
+//! netns-test-runtime = { version = "0.1", features = ["tokio"] } # `tokio` only for async tests
+//! ```
+//!
+//! `#[netns_test]` expands to one plain `#[test]`, so it stacks with the
+//! attributes of libtest: `#[should_panic]`, `#[ignore]` and `#[cfg_attr]`
+//! keep working below or above it. Other test attributes that build a
+//! runtime or a logger go **above** it, so that they are set up inside the
+//! namespace: `#[tokio::test]` above `#[netns_test]` (below, it is a compile
+//! error that says to swap them), and `#[test_log::test]` above it.
 //!
 //! # Requirements
 //!

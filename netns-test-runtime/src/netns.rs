@@ -145,10 +145,11 @@ pub(crate) fn settle_fresh() -> Result<(), Error> {
 ///
 /// # Example
 ///
-/// ```no_run
+/// ```
 /// use netns_test_runtime::NetNs;
 ///
 /// # fn main() -> Result<(), netns_test_runtime::Error> {
+/// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
 /// let ns = NetNs::new()?; // a fresh namespace with `lo` up
 /// let inode = ns.run(|| {
 ///     std::net::TcpListener::bind("127.0.0.1:80").expect("port 80 is free in a fresh namespace");

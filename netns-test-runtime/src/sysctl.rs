@@ -13,6 +13,18 @@ impl NetNs {
     /// `/proc/sys/net` (like `/proc/self/net`) show the namespace of the
     /// thread that opens them, not of the path.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// // A fresh namespace forwards nothing, whatever the host does.
+    /// assert_eq!(ns.sysctl("net.ipv4.ip_forward")?, "0");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::BadSysctl`] for a name outside `net.*`; [`Error::Sysctl`]
@@ -29,6 +41,18 @@ impl NetNs {
 
     /// Writes a sysctl under `net.*` in this namespace, e.g.
     /// `ns.set_sysctl("net.ipv4.ip_forward", "1")`. See [`NetNs::sysctl`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.set_sysctl("net.ipv4.ip_forward", "1")?;
+    /// assert_eq!(ns.sysctl("net.ipv4.ip_forward")?, "1");
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

@@ -244,6 +244,20 @@ impl NetNs {
 
     /// Lists the links of this namespace, with their addresses.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// let links = ns.links()?;
+    /// assert_eq!(links.len(), 1, "a fresh namespace has only lo");
+    /// assert_eq!(links[0].name, "lo");
+    /// assert!(links[0].up);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`] when a dump fails.
@@ -301,6 +315,20 @@ impl NetNs {
 
     /// The link named `name`.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// let lo = ns.link("lo")?;
+    /// assert_eq!(lo.index, 1);
+    /// assert!(lo.addresses.iter().any(|a| a.to_string() == "127.0.0.1/8"));
+    /// assert!(ns.link("eth0").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`] with `ENODEV` when there is none.
@@ -339,6 +367,23 @@ impl NetNs {
     /// no carrier yet, such as one end of a veth pair whose peer is still
     /// down, cannot come up by itself: then it returns at once, and the call
     /// that brings the peer up waits for both.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// use netns_test_runtime::OperState;
+    ///
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.set_link_up("a0")?; // returns at once: its peer is down, so no carrier
+    /// ns.set_link_up("b0")?; // returns once both ends pass packets
+    /// assert_eq!(ns.link("a0")?.state, OperState::Up);
+    /// assert_eq!(ns.link("b0")?.state, OperState::Up);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -419,6 +464,18 @@ impl NetNs {
 
     /// Sets the link administratively down, like `ip link set NAME down`.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.set_link_down("lo")?;
+    /// assert!(!ns.link("lo")?.up);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`].
@@ -430,6 +487,19 @@ impl NetNs {
     }
 
     /// Sets the link's MTU.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_veth("m0", &ns, "m1")?;
+    /// ns.set_mtu("m0", 1280)?;
+    /// assert_eq!(ns.link("m0")?.mtu, 1280);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -455,6 +525,22 @@ impl NetNs {
 
     /// Adds a dummy link (`CONFIG_DUMMY`), down.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// match ns.add_dummy("d0") {
+    ///     Ok(()) => assert!(!ns.link("d0")?.up),
+    ///     // Some kernels, this project's CI machine's among them, have no dummy driver.
+    ///     Err(netns_test_runtime::Error::MissingDriver { .. }) => {}
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::MissingDriver`] when the kernel has no dummy driver, as some
@@ -475,6 +561,18 @@ impl NetNs {
 
     /// Adds a bridge, down.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_bridge("br0")?;
+    /// assert!(!ns.link("br0")?.up);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`], e.g. `EEXIST`.
@@ -487,6 +585,19 @@ impl NetNs {
     }
 
     /// Attaches a link to a bridge, like `ip link set LINK master BRIDGE`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_bridge("br0")?;
+    /// ns.add_veth("p0", &ns, "p1")?;
+    /// ns.attach_to_bridge("p0", "br0")?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -505,8 +616,9 @@ impl NetNs {
     /// Adds a veth pair: `name` here, `peer_name` in `peer` (which may be
     /// this namespace too). Both ends start down.
     ///
-    /// ```no_run
+    /// ```
     /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
     /// use netns_test_runtime::NetNs;
     ///
     /// let (a, b) = (NetNs::new()?, NetNs::new()?);
@@ -515,6 +627,8 @@ impl NetNs {
     /// b.add_address("b0", "10.0.0.2/24".parse()?)?;
     /// a.set_link_up("a0")?;
     /// b.set_link_up("b0")?;
+    /// let reached = b.run(|| std::net::TcpStream::connect("10.0.0.1:9").is_err())?;
+    /// assert!(reached, "nothing listens on port 9: the connection is refused, not lost");
     /// # Ok(())
     /// # }
     /// ```
@@ -543,6 +657,19 @@ impl NetNs {
     }
 
     /// Deletes a link; deleting one end of a veth pair deletes both.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_veth("x0", &ns, "x1")?;
+    /// ns.delete_link("x0")?; // and its peer with it
+    /// assert_eq!(ns.links()?.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -584,6 +711,23 @@ impl NetNs {
     /// namespace the test made, nothing else can hold it. To have it, call
     /// [`NetNs::add_address_with_dad`].
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.set_link_up("a0")?;
+    /// ns.set_link_up("b0")?;
+    /// ns.add_address("a0", "fd00::1/64".parse()?)?;
+    /// // Usable at once: no duplicate address detection.
+    /// let bound = ns.run(|| std::net::UdpSocket::bind("[fd00::1]:53").is_ok())?;
+    /// assert!(bound);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
@@ -609,6 +753,19 @@ impl NetNs {
     /// seconds after its link is up (`net.ipv6.conf.LINK.dad_transmits`,
     /// `retrans_time_ms`).
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.add_address_with_dad("a0", "fd00::1/64".parse()?)?;
+    /// assert_eq!(ns.link("a0")?.addresses.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
@@ -623,6 +780,21 @@ impl NetNs {
     }
 
     /// Deletes an address from a link.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// let prefix = "10.0.0.1/24".parse()?;
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.add_address("a0", prefix)?;
+    /// ns.delete_address("a0", prefix)?;
+    /// assert!(ns.link("a0")?.addresses.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -672,6 +844,24 @@ impl NetNs {
     /// or `... dev DEVICE`. A destination of length 0 (`0.0.0.0/0`, `::/0`)
     /// is the default route.
     ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// use netns_test_runtime::Via;
+    ///
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.add_address("a0", "10.0.0.1/24".parse()?)?;
+    /// ns.set_link_up("a0")?;
+    /// ns.set_link_up("b0")?;
+    /// ns.add_route("10.9.0.0/16".parse()?, Via::Gateway("10.0.0.2".parse().unwrap()))?;
+    /// ns.add_route("10.8.0.0/16".parse()?, Via::Device("a0"))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Netlink`], e.g. `ENETUNREACH` for a gateway on no connected
@@ -687,6 +877,21 @@ impl NetNs {
     }
 
     /// Adds the default route through `gateway`, for the gateway's family.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.add_address("a0", "10.0.0.1/24".parse()?)?;
+    /// ns.set_link_up("a0")?;
+    /// ns.set_link_up("b0")?;
+    /// ns.add_default_route("10.0.0.2".parse().unwrap())?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -707,6 +912,25 @@ impl NetNs {
     }
 
     /// Deletes a route that [`NetNs::add_route`] would add.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let ns = NetNs::new()?;
+    /// use netns_test_runtime::Via;
+    ///
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// ns.add_address("a0", "10.0.0.1/24".parse()?)?;
+    /// ns.set_link_up("a0")?;
+    /// ns.set_link_up("b0")?;
+    /// let via = Via::Gateway("10.0.0.2".parse().unwrap());
+    /// ns.add_route("10.9.0.0/16".parse()?, via)?;
+    /// ns.delete_route("10.9.0.0/16".parse()?, via)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
