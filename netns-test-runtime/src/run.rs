@@ -96,13 +96,14 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
             skip(test, &diagnosis.to_string())
         }
         outcome => {
-            let failed = !matches!(outcome, Outcome::Passed);
-            let left = thread::threads_left();
-            if failed && !left.is_empty() {
-                eprintln!(
-                    "netns-test: earlier tests left threads in their network namespaces, which this test may have used: {}; see #[netns_test(process)]",
-                    left.join("; ")
-                );
+            if !matches!(outcome, Outcome::Passed) {
+                let left = thread::threads_left();
+                if !left.is_empty() {
+                    eprintln!(
+                        "netns-test: earlier tests left threads in their network namespaces, which this test may have used: {}; see #[netns_test(process)]",
+                        left.join("; ")
+                    );
+                }
             }
             conclude(test, outcome)
         }

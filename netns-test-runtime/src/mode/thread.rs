@@ -129,7 +129,7 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
         if timed_out || reaper::has_children() {
             reaper::kill_in_namespace(&ns);
         }
-        if timed_out || body.threads_grew.load(Ordering::Relaxed) {
+        if timed_out || body.threads_grew() {
             warn_of_threads_left(test, &ns, body.tid.get().copied());
         }
     }
