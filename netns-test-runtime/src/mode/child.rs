@@ -115,17 +115,29 @@ pub(crate) fn spawn_child(
 /// tells its reaper to stop, and kills it if it has not ended in time.
 pub(crate) fn stop(child: &mut Child) {
     let pid = Pid::from_raw(child.id() as i32);
-    if kill(pid, reaper::STOP).is_ok() {
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    if kill(pid, reaper::STOP).is_ok() && !matches!(exited_within(child, STOP_GRACE), Ok(None)) {
+        return;
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Waits at most `grace` for `child` to exit; with no grace, only looks.
+pub(crate) fn exited_within(
+    child: &mut Child,
+    grace: Duration,
+) -> Result<Option<ExitStatus>, Error> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let exited = child.try_wait().map_err(|source| Error::Child {
+            step: "wait for the process that runs the test",
+            source,
+        })?;
+        if exited.is_some() || Instant::now() >= deadline {
+            return Ok(exited);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// In a child: takes ownership of the descriptors its parent left open for

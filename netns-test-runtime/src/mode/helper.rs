@@ -18,10 +18,10 @@
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -136,7 +136,7 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
     } else {
         DYING_GRACE
     };
-    let exited = exited_within(&mut helper.child, grace)?;
+    let exited = child::exited_within(&mut helper.child, grace)?;
     match (&decoded, exited) {
         (Ok(record), Some(_)) if !record.started => return Ok(None),
         (_, None) if complete => IDLE
@@ -151,21 +151,6 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
         String::new(),
         "the helper process running the test",
     )))
-}
-
-/// Waits at most `grace` for `child` to exit; with no grace, only looks.
-fn exited_within(child: &mut Child, grace: Duration) -> Result<Option<ExitStatus>, Error> {
-    let deadline = Instant::now() + grace;
-    loop {
-        let exited = child.try_wait().map_err(|source| Error::Child {
-            step: "wait for the helper process",
-            source,
-        })?;
-        if exited.is_some() || Instant::now() >= deadline {
-            return Ok(exited);
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Starts a helper, on the spawner thread: a helper dies with the thread

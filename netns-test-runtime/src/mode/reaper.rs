@@ -127,10 +127,9 @@ fn close_every_descriptor() {
 
 /// Kills and reaps every child that `children` (a `/proc/<pid>/task/<tid>/children`
 /// file of this process) lists, again and again, since the children of a
-/// killed child become this subreaper's, until it lists none. Returns
-/// whether there were any. Async-signal-safe.
-pub(crate) fn kill_children(children: &CStr) -> bool {
-    let mut any = false;
+/// killed child become this subreaper's, until it lists none.
+/// Async-signal-safe, for the reaper.
+fn kill_children(children: &CStr) {
     loop {
         let mut listed = [0u8; 4096];
         let length = match open(children, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
@@ -156,9 +155,8 @@ pub(crate) fn kill_children(children: &CStr) -> bool {
             }
         }
         if count == 0 {
-            return any;
+            return;
         }
-        any = true;
         for &pid in &killed[..count] {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -200,20 +198,18 @@ pub(crate) fn adopt_orphans() -> Result<(), Errno> {
 /// In a helper: kills every process below it, those a body started and
 /// those they started, before it reports the body's outcome.
 pub(crate) fn kill_descendants() {
+    // The children of a killed child become this subreaper's: again, until
+    // none is left.
     loop {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        let children = children_of(std::process::id() as i32);
+        if children.is_empty() {
             return;
-        };
-        let mut any = false;
-        for task in tasks.flatten() {
-            let path = task.path().join("children");
-            let Ok(path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-                continue;
-            };
-            any |= kill_children(&path);
         }
-        if !any {
-            return;
+        for &pid in &children {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for pid in children {
+            while waitpid(Pid::from_raw(pid), None) == Err(Errno::EINTR) {}
         }
     }
 }
