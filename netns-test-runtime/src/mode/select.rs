@@ -75,18 +75,23 @@ pub(crate) fn selected_for(test: &Test) -> Result<Mode, Error> {
     if !test.process {
         return selected();
     }
-    static PROCESS: OnceLock<Result<(), Diagnosis>> = OnceLock::new();
     // A value of NETNS_TEST_MODE that is not understood fails every test.
     requested()?;
-    PROCESS
-        .get_or_init(|| {
-            probe_process().map_err(|errno| {
-                Diagnosis::gather(Requested::Forced(Mode::Process), None, Some(Err(errno)))
-            })
-        })
-        .clone()
-        .map(|()| Mode::Process)
-        .map_err(Error::Unavailable)
+    match process_probe() {
+        Ok(()) => Ok(Mode::Process),
+        Err(errno) => Err(Error::Unavailable(Diagnosis::gather(
+            Requested::Forced(Mode::Process),
+            None,
+            Some(Err(errno)),
+        ))),
+    }
+}
+
+/// Whether a child may enter a new user and network namespace: probed once
+/// per process (a fork), for the fallback and for `process` tests alike.
+fn process_probe() -> Result<(), Errno> {
+    static PROBED: OnceLock<Result<(), Errno>> = OnceLock::new();
+    *PROBED.get_or_init(probe_process)
 }
 
 /// Records that a thread-mode test unshared its namespace.
@@ -128,7 +133,7 @@ fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<F
         .get_or_init(|| {
             let process = match requested {
                 Requested::Forced(Mode::Thread) => None,
-                _ => Some(probe_process()),
+                _ => Some(process_probe()),
             };
             match (requested, process) {
                 (Requested::Forced(Mode::Process), Some(Ok(()))) => Ok(Fallback::Process),
