@@ -260,7 +260,9 @@ pub(crate) fn run_on_named_thread(
                         Io::Redirected(streams) => redirected(&streams, || sandbox.run(call)),
                     };
                     // Only a body that ran in its own namespace has one to
-                    // clean; and only a process with children may need it.
+                    // look into; and only where the process has children (to
+                    // kill) or more threads than before (to name) is there
+                    // anything to find.
                     let isolated = !matches!(outcome, Outcome::Runtime(Error::EndedInHarnessNs));
                     let grew = threads.is_some_and(|before| threads_in_process() > before);
                     if let Some(body) =
