@@ -6,11 +6,12 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, ReturnType};
 
 use crate::args::Args;
-use crate::item::{self, Param, ShouldPanic, TestFn};
+use crate::item::{self, Param, Registered, ShouldPanic, TestFn};
 
-/// Expands the attribute. On error, the user's item is emitted beside the
-/// errors, so that no follow-on errors appear.
-pub(crate) fn netns_test(args: TokenStream, item: TokenStream) -> TokenStream {
+/// Expands the attribute; `tokio` says whether the runtime can run async
+/// tests. On error, the user's item is emitted beside the errors, so that no
+/// follow-on errors appear.
+pub(crate) fn netns_test(args: TokenStream, item: TokenStream, tokio: bool) -> TokenStream {
     let function = match item::parse_fn(item.clone()) {
         Ok(function) => function,
         Err(error) => return with_error(item, error),
@@ -19,7 +20,7 @@ pub(crate) fn netns_test(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(args) => args,
         Err(error) => return with_error(not_a_test(&function), error),
     };
-    match TestFn::validate(&args, function.clone()) {
+    match TestFn::validate(&args, function.clone(), tokio) {
         Ok(test) => expand(&args, test),
         Err(error) => with_error(not_a_test(&function), error),
     }
@@ -41,8 +42,12 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         Some((path, _)) => path.to_token_stream(),
         None => quote! { ::netns_test_runtime },
     };
-    let private = quote! { #krate::__private };
-    let checks = type_checks(&test.function.sig, &krate);
+    // Every path into the runtime goes through this one import, in each
+    // scope that needs it: a wrong `crate = "..."` is then one error, on
+    // the path, and nothing else is reported of it.
+    let private = syn::Ident::new("__netns_test_private", Span::call_site());
+    let import = quote! { use #krate::__private as #private; };
+    let checks = type_checks(&test.function.sig, &import, &private);
     let ItemFn {
         attrs,
         vis,
@@ -52,6 +57,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
     let name = &sig.ident;
     let name_text = name.to_string();
     let ns = syn::Ident::new("__netns_ns", Span::mixed_site());
+    let registered = syn::Ident::new("__netns_test", Span::mixed_site());
     let arg = match test.param {
         Param::None => quote! {},
         Param::ByRef => quote! { &#ns },
@@ -74,11 +80,11 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         // `block_on` serves every async test.
         let body = syn::Ident::new("__netns_body", Span::mixed_site());
         quote! {{
-            let #body = ::core::pin::pin!(async move { #private::report(#name(#arg).await) });
+            let #body = ::core::pin::pin!(async move { #private::TestResult::into_test_result(#name(#arg).await) });
             #private::block_on(#private::Tokio, #flavor, #body)
         }}
     } else {
-        quote! { #private::report(#name(#arg)) }
+        quote! { #private::TestResult::into_test_result(#name(#arg)) }
     };
     let body = match test.param {
         Param::None => quote! { #private::Body::Plain(|| #call) },
@@ -90,21 +96,20 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         }
         None => quote! { ::core::option::Option::None },
     };
-    let test_attr = if test.has_test_attr {
-        quote! {}
-    } else {
-        quote! { #[::core::prelude::v1::test] }
+    let test_attr = match test.registered {
+        Registered::Here => quote! { #[::core::prelude::v1::test] },
+        Registered::ByTestBelow | Registered::ByTestCase => quote! {},
     };
     let should_panic = should_panic(&test.should_panic, &private);
     let sysfs = args.sysfs.is_some();
     let process = args.process.is_some();
+    // The signature names no path of the runtime, which only the body's
+    // import may do.
     let (output, returned) = match test.returns_result {
-        Some(span) => {
-            let output = quote_spanned! {span=>
-                ::core::result::Result<(), #private::TestError>
-            };
-            (quote! { -> #output }, output)
-        }
+        Some(span) => (
+            quote_spanned! {span=> -> impl ::std::process::Termination },
+            quote! { ::core::result::Result<(), #private::TestError> },
+        ),
         None => (quote! {}, quote! { () }),
     };
     quote! {
@@ -112,26 +117,26 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         #(#attrs)*
         #test_attr
         #vis fn #name() #output {
+            #import
             #sig #block
             // Registered, so that a helper process can find this body by
             // its path without libtest.
-            #[#private::linkme::distributed_slice(#private::TESTS)]
-            #[linkme(crate = #private::linkme)]
-            static __NETNS_TEST: #private::Test = #private::Test {
+            let #registered = #private::register!(#private::Test {
                 path: ::core::concat!(::core::module_path!(), "::", #name_text),
                 should_panic: #should_panic,
                 timeout: #timeout,
                 sysfs: #sysfs,
                 process: #process,
                 body: #body,
-            };
-            #private::run::<#returned>(&__NETNS_TEST)
+                runs: #private::Runs::new(),
+            });
+            #private::run::<#returned>(#registered)
         }
     }
 }
 
 /// An expression of type `__private::ShouldPanic`.
-fn should_panic(should_panic: &ShouldPanic, private: &TokenStream) -> TokenStream {
+fn should_panic(should_panic: &ShouldPanic, private: &syn::Ident) -> TokenStream {
     match should_panic {
         ShouldPanic::No => quote! { #private::ShouldPanic::No },
         ShouldPanic::Yes => quote! { #private::ShouldPanic::Yes },
@@ -153,41 +158,23 @@ fn should_panic(should_panic: &ShouldPanic, private: &TokenStream) -> TokenStrea
 /// Checks the types the generated test relies on, outside the `#[test]`
 /// function: rustc drops a `#[test]` function, and so its errors, from builds
 /// that are not test builds. In test builds the calls inside the function
-/// report the same errors, so the checks are left out there.
-fn type_checks(sig: &syn::Signature, krate: &TokenStream) -> TokenStream {
+/// report the same errors, so the checks are left out there. The import is
+/// checked even when nothing else is, so that a wrong `crate = "..."` fails
+/// every build.
+fn type_checks(sig: &syn::Signature, import: &TokenStream, private: &syn::Ident) -> TokenStream {
     let returned = match &sig.output {
         ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
-            #krate::__private::assert_report::<#ty>();
+            let _ = <#ty as #private::TestResult>::into_test_result;
         },
         ReturnType::Default => quote! {},
-    };
-    let runtime = match &sig.asyncness {
-        Some(asyncness) => {
-            // The error belongs on `async`, so every token of the check is spanned there.
-            let krate = respan(krate.clone(), asyncness.span);
-            quote_spanned! {asyncness.span=>
-                #krate::__private::assert_async_runtime::<#krate::__private::Tokio>();
-            }
-        }
-        None => quote! {},
     };
     quote! {
         #[cfg(not(test))]
         const _: () = {
+            #import
             #returned
-            #runtime
         };
     }
-}
-
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut token| {
-            token.set_span(span);
-            token
-        })
-        .collect()
 }
 
 /// Snapshots of whole expansions, under `tests/expansions/`. After a change
@@ -200,9 +187,13 @@ mod tests {
     use super::*;
 
     fn check(args: &str, item: &str, expected: ExpectFile) {
+        check_with(args, item, true, expected);
+    }
+
+    fn check_with(args: &str, item: &str, tokio: bool, expected: ExpectFile) {
         let args: TokenStream = args.parse().expect("arguments");
         let item: TokenStream = item.parse().expect("an item");
-        let expanded = netns_test(args, item);
+        let expanded = netns_test(args, item, tokio);
         let file = syn::parse2(expanded).expect("the expansion parses as items");
         expected.assert_eq(&prettyplease::unparse(&file));
     }
@@ -258,6 +249,25 @@ mod tests {
             "threads = 2, crate = \"my::netns\"",
             "async fn t(ns: &NetNs) -> Result<(), String> { Ok(()) }",
             expect_file!["../tests/expansions/async.expanded.rs"],
+        );
+    }
+
+    #[test]
+    fn an_async_test_without_tokio_is_one_error_on_async() {
+        check_with(
+            "",
+            "async fn t() {}",
+            false,
+            expect_file!["../tests/expansions/async_without_tokio.expanded.rs"],
+        );
+    }
+
+    #[test]
+    fn a_case_of_test_case_gets_no_second_test_attribute() {
+        check(
+            "",
+            "#[allow(clippy::bool_assert_comparison)] #[allow(unknown_lints, clippy::redundant_test_prefix)] fn test_case_1_v4() { let _result = super::t(4); _result }",
+            expect_file!["../tests/expansions/test_case.expanded.rs"],
         );
     }
 

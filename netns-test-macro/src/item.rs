@@ -32,12 +32,24 @@ pub(crate) enum ShouldPanic {
     },
 }
 
+/// Who registers the test with libtest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registered {
+    /// The expansion adds the one `#[test]`.
+    Here,
+    /// A `#[test]` below `#[netns_test]`, which stays.
+    ByTestBelow,
+    /// test-case: it writes `#[test]` above each case of a sync function,
+    /// where no attribute below can see it, and marks the case in ways that
+    /// are recognised (see [`made_by_test_case`]).
+    ByTestCase,
+}
+
 /// A function `#[netns_test]` accepts.
 pub(crate) struct TestFn {
     pub(crate) function: ItemFn,
     pub(crate) param: Param,
-    /// It has a `#[test]` already, which stays and is not added again.
-    pub(crate) has_test_attr: bool,
+    pub(crate) registered: Registered,
     pub(crate) should_panic: ShouldPanic,
     /// The span of the return type when the test returns a `Result`.
     pub(crate) returns_result: Option<Span>,
@@ -56,10 +68,19 @@ pub(crate) fn parse_fn(item: TokenStream) -> syn::Result<ItemFn> {
 }
 
 impl TestFn {
-    /// Checks everything `#[netns_test]` rejects, reporting all of it at once.
-    pub(crate) fn validate(args: &Args, function: ItemFn) -> syn::Result<Self> {
+    /// Checks everything `#[netns_test]` rejects, reporting all of it at
+    /// once; `tokio` says whether the runtime can run async tests.
+    pub(crate) fn validate(args: &Args, function: ItemFn, tokio: bool) -> syn::Result<Self> {
         let mut errors = Errors::default();
         let sig = &function.sig;
+        if let (Some(token), false) = (&sig.asyncness, tokio) {
+            errors.push(syn::Error::new(
+                token.span,
+                "an `async` `#[netns_test]` runs on tokio: enable the `tokio` feature of \
+                 `netns-test-runtime` in Cargo.toml: \
+                 `netns-test-runtime = { version = \"0.1\", features = [\"tokio\"] }`",
+            ));
+        }
         if let Some(token) = &sig.constness {
             errors.push(syn::Error::new(
                 token.span,
@@ -105,23 +126,78 @@ impl TestFn {
                 ));
             }
         }
-        let param = parse_param(&sig.inputs).unwrap_or_else(|error| {
-            errors.push(error);
-            Param::None
+        let wrong_order = function.attrs.iter().find_map(|attr| {
+            PARAMETRISERS
+                .iter()
+                .find(|(path, _)| is_path(attr.path(), path))
+                .map(|(_, name)| (attr, name))
         });
+        let param = match wrong_order {
+            Some((attr, name)) => {
+                errors.push(syn::Error::new_spanned(
+                    attr,
+                    format!("`#[netns_test]` must come below `#[{name}]`: write `#[{name}]` and its cases first, then `#[netns_test]`, so that each case runs once, in a namespace of its own"),
+                ));
+                Param::None
+            }
+            None => parse_param(&sig.inputs).unwrap_or_else(|error| {
+                errors.push(error);
+                Param::None
+            }),
+        };
         let returns_result = match &sig.output {
             ReturnType::Type(_, ty) if !is_unit(ty) => Some(ty.span()),
             _ => None,
         };
         let test = TestFn {
             param,
-            has_test_attr: function.attrs.iter().any(is_test_attribute),
+            registered: if function.attrs.iter().any(is_test_attribute) {
+                Registered::ByTestBelow
+            } else if made_by_test_case(&function) {
+                Registered::ByTestCase
+            } else {
+                Registered::Here
+            },
             should_panic: should_panic(&function.attrs),
             returns_result,
             function,
         };
         errors.finish(test)
     }
+}
+
+/// The attributes that make one test per case of a parametrised function,
+/// with the name the error shows: they must come above `#[netns_test]`.
+const PARAMETRISERS: &[(&[&str], &str)] = &[
+    (&["test_case"], "test_case(..)"),
+    (&["test_case", "test_case"], "test_case(..)"),
+    (&["test_case", "case"], "test_case(..)"),
+    (&["test_matrix"], "test_matrix(..)"),
+    (&["test_case", "test_matrix"], "test_matrix(..)"),
+    (&["rstest"], "rstest"),
+    (&["rstest", "rstest"], "rstest"),
+];
+
+/// Whether test-case 3 wrote this function as one case of a sync test, with
+/// its `#[::core::prelude::v1::test]` already above `#[netns_test]`. All three
+/// marks must be there: its name (`test_case_<n>_...`), the lint allowance it
+/// puts on every case, and no `async` (for which it writes no `#[test]`).
+/// `tests/tests/composition.rs` lists the cases of each kind, so a release of
+/// test-case that writes them differently fails CI, not users.
+fn made_by_test_case(function: &ItemFn) -> bool {
+    let allows_bool_assert = |attr: &Attribute| {
+        attr.path().is_ident("allow")
+            && attr
+                .parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated)
+                .is_ok_and(|lints| {
+                    lints
+                        .iter()
+                        .any(|lint| is_path(lint, &["clippy", "bool_assert_comparison"]))
+                })
+    };
+    function.sig.asyncness.is_none()
+        && function.sig.ident.to_string().starts_with("test_case_")
+        && function.attrs.iter().any(allows_bool_assert)
 }
 
 /// The span of the keyword that says what kind of item this is.

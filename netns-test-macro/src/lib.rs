@@ -17,8 +17,10 @@ use proc_macro::TokenStream;
 ///
 /// Put it on a `fn` or `async fn` that takes nothing, `&NetNs` or `NetNs`, and
 /// returns `()` or `Result<(), E>` with `E: Debug`. It expands to one plain
-/// `#[test]` (none is added if the function already has one), and every other
-/// attribute stays: `#[should_panic]`, `#[ignore]`, `#[cfg_attr]`, docs.
+/// `#[test]` (none is added if a `#[test]` below it, or test-case above it,
+/// registers the function), and every other attribute stays:
+/// `#[should_panic]`, `#[ignore]`, `#[cfg_attr]`, docs. `#[test_case]`,
+/// `#[rstest]`, `#[tokio::test]` and `#[test_log::test]` go above it.
 ///
 /// Arguments, all optional:
 ///
@@ -39,5 +41,5 @@ use proc_macro::TokenStream;
 /// and says how the namespace is made in each mode.
 #[proc_macro_attribute]
 pub fn netns_test(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::netns_test(args.into(), item.into()).into()
+    expand::netns_test(args.into(), item.into(), cfg!(feature = "tokio")).into()
 }

@@ -1,45 +1,28 @@
 //! What the expansion of `#[netns_test]` calls. Not a public API: it changes
 //! without notice.
 
-use std::fmt;
 use std::pin::Pin;
 
 pub use linkme;
 
-pub use crate::test::{Body, ShouldPanic, TESTS, Test, TestError};
-
-/// What a test function may return.
-#[diagnostic::on_unimplemented(
-    message = "a `#[netns_test]` function must return `()` or `Result<(), E>` where `E: Debug`, not `{Self}`",
-    label = "this is returned by the test"
-)]
-pub trait Report {
-    /// The test's result.
-    fn report(self) -> Result<(), TestError>;
+/// Registers a test in [`TESTS`], and is the `&'static Test`. A macro of this
+/// crate, so that the expansion names linkme's attributes through no path
+/// of its own: with a wrong `crate = "..."`, the import of this module is
+/// the one error.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __netns_test_register {
+    ($test:expr) => {{
+        #[$crate::__private::linkme::distributed_slice($crate::__private::TESTS)]
+        #[linkme(crate = $crate::__private::linkme)]
+        static TEST: $crate::__private::Test = $test;
+        &TEST
+    }};
 }
 
-impl Report for () {
-    fn report(self) -> Result<(), TestError> {
-        Ok(())
-    }
-}
+pub use crate::__netns_test_register as register;
 
-impl<E: fmt::Debug> Report for Result<(), E> {
-    fn report(self) -> Result<(), TestError> {
-        self.map_err(|error| TestError::from_debug(format!("{error:?}")))
-    }
-}
-
-/// Fails to compile unless a test may return `T`.
-pub const fn assert_report<T: Report>() {}
-
-/// Fails to compile unless `R` can run async tests.
-pub const fn assert_async_runtime<R: AsyncRuntime>() {}
-
-/// Converts what the user's function returned.
-pub fn report<R: Report>(returned: R) -> Result<(), TestError> {
-    returned.report()
-}
+pub use crate::test::{Body, Runs, ShouldPanic, TESTS, Test, TestError, TestResult};
 
 /// What the generated `#[test]` returns: `()`, or a `Result` when the user's
 /// function returns one.

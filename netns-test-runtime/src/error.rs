@@ -70,6 +70,14 @@ pub enum Error {
         "the body's thread ended in the harness's network namespace, so the body may have changed the host's network; did it call setns(2) with a saved /proc/self/ns/net? In a threaded process that file names the main thread's namespace, not the calling thread's: use /proc/thread-self/ns/net, or NetNs::enter, whose guard moves the thread back"
     )]
     EndedInHarnessNs,
+    /// libtest started the test a second time in one process.
+    #[error(
+        "`{test}` is registered with libtest twice, so it is listed and run twice: a `#[test]` above `#[netns_test]` adds a registration that `#[netns_test]` cannot see; remove that `#[test]`, or move it below `#[netns_test]`"
+    )]
+    RegisteredTwice {
+        /// libtest's name of the test.
+        test: &'static str,
+    },
     /// A thread could not be started.
     #[error("start a thread for {step}: {source}")]
     SpawnThread {

@@ -99,10 +99,35 @@
 //!
 //! `#[netns_test]` expands to one plain `#[test]`, so it stacks with the
 //! attributes of libtest: `#[should_panic]`, `#[ignore]` and `#[cfg_attr]`
-//! keep working below or above it. Other test attributes that build a
-//! runtime or a logger go **above** it, so that they are set up inside the
-//! namespace: `#[tokio::test]` above `#[netns_test]` (below, it is a compile
-//! error that says to swap them), and `#[test_log::test]` above it.
+//! keep working below or above it. Other test attributes go **above** it:
+//!
+//! - `#[tokio::test]` and `#[test_log::test]`, so that their runtime or
+//!   logger is set up inside the namespace (`#[tokio::test]` below is a
+//!   compile error that says to swap them);
+//! - `#[test_case(..)]` and `#[rstest]` with its `#[case]`s: each case is one
+//!   test in a namespace of its own (below, it is a compile error that says
+//!   to swap them). A case finds its namespace with [`NetNs::current`]. For
+//!   an `async fn`, rstest wants a test attribute it can see: write
+//!   `#[test_attr(netns_test)]` instead of `#[netns_test]`.
+//!
+//! `#[test]` is the one exception: above `#[netns_test]` it registers the
+//! test a second time, which `#[netns_test]` cannot see; that second start
+//! fails and says to remove it. Put it below, or leave it out.
+//!
+//! ```ignore
+//! use netns_test_runtime::{NetNs, netns_test};
+//! use test_case::test_case;
+//!
+//! #[test_case("127.0.0.1:80" ; "v4")]
+//! #[test_case("[::1]:80" ; "v6")]
+//! #[netns_test]
+//! fn binds(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+//!     let ns = NetNs::current()?; // this case's own namespace
+//!     assert!(ns.link("lo")?.up);
+//!     std::net::TcpListener::bind(address)?;
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Requirements
 //!
@@ -184,4 +209,5 @@ pub use mode::select::selected_mode;
 pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.
 pub use nix::errno::Errno;
+pub use test::TestResult;
 pub use topology::{IpPrefix, Link, OperState, Via};

@@ -79,6 +79,10 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         }
         _ => {}
     }
+    if test.runs.started_before(test.name()) {
+        let error = Error::RegisteredTwice { test: test.name() };
+        return conclude(test, Outcome::Runtime(error));
+    }
     // Each variable is checked for every test, whether it matters to it or not.
     let unavailable = match env::unavailable() {
         Ok(unavailable) => unavailable,

@@ -2,6 +2,7 @@
 //! a helper process find a body by its path.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -26,6 +27,55 @@ pub struct Test {
     pub process: bool,
     /// The user's function, wrapped to report its result.
     pub body: Body,
+    /// How often libtest has started it in this process.
+    pub runs: Runs,
+}
+
+/// Counts libtest's starts of one test in one process. libtest starts each
+/// of its entries once, on a thread named after the test; a second start
+/// means a second entry with the same function, which only a `#[test]`
+/// above `#[netns_test]` makes. A call from another test's thread (a test
+/// that calls a test function) is not a start.
+#[derive(Debug)]
+pub struct Runs(AtomicUsize);
+
+impl Runs {
+    /// No start yet.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Runs(AtomicUsize::new(0))
+    }
+
+    /// Counts a start of the test named `name` if libtest made it, and says
+    /// whether an earlier one was counted.
+    pub(crate) fn started_before(&self, name: &str) -> bool {
+        std::thread::current().name() == Some(name) && self.0.fetch_add(1, Ordering::Relaxed) > 0
+    }
+}
+
+/// What a `#[netns_test]` function may return: `()`, or `Result<(), E>`
+/// where `E: Debug`, as for a plain `#[test]`. An `Err` fails the test and
+/// shows the error's `Debug` form.
+#[diagnostic::on_unimplemented(
+    message = "a `#[netns_test]` function must return `()` or `Result<(), E>` where `E: Debug`, not `{Self}`",
+    label = "this is returned by the test"
+)]
+pub trait TestResult {
+    /// The test's result, as the runtime reports it.
+    #[doc(hidden)]
+    fn into_test_result(self) -> Result<(), TestError>;
+}
+
+impl TestResult for () {
+    fn into_test_result(self) -> Result<(), TestError> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Debug> TestResult for Result<(), E> {
+    fn into_test_result(self) -> Result<(), TestError> {
+        self.map_err(|error| TestError::from_debug(format!("{error:?}")))
+    }
 }
 
 /// The user's function, by what it takes.
@@ -118,6 +168,7 @@ mod tests {
             sysfs: false,
             process: false,
             body: Body::Plain(|| Ok(())),
+            runs: Runs::new(),
         };
         assert_eq!(named("my_crate::a::b::test").name(), "a::b::test");
         assert_eq!(named("integration::test").name(), "test");

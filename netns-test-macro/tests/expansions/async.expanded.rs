@@ -1,35 +1,26 @@
 #[cfg(not(test))]
 const _: () = {
-    my::netns::__private::assert_report::<Result<(), String>>();
-    my::netns::__private::assert_async_runtime::<my::netns::__private::Tokio>();
+    use my::netns::__private as __netns_test_private;
+    let _ = <Result<(), String> as __netns_test_private::TestResult>::into_test_result;
 };
 #[::core::prelude::v1::test]
-fn t() -> ::core::result::Result<(), my::netns::__private::TestError> {
+fn t() -> impl ::std::process::Termination {
+    use my::netns::__private as __netns_test_private;
     async fn t(ns: &NetNs) -> Result<(), String> {
         Ok(())
     }
-    #[my::netns::__private::linkme::distributed_slice(my::netns::__private::TESTS)]
-    #[linkme(crate = my::netns::__private::linkme)]
-    static __NETNS_TEST: my::netns::__private::Test = my::netns::__private::Test {
-        path: ::core::concat!(::core::module_path!(), "::", "t"),
-        should_panic: my::netns::__private::ShouldPanic::No,
-        timeout: ::core::option::Option::None,
-        sysfs: false,
-        process: false,
-        body: my::netns::__private::Body::WithNs(|__netns_ns| {
-            let __netns_body = ::core::pin::pin!(
-                async move { my::netns::__private::report(t(& __netns_ns). await) }
-            );
-            my::netns::__private::block_on(
-                my::netns::__private::Tokio,
-                my::netns::__private::Flavor::MultiThread(
-                    ::core::option::Option::Some(2usize),
-                ),
-                __netns_body,
-            )
-        }),
-    };
-    my::netns::__private::run::<
-        ::core::result::Result<(), my::netns::__private::TestError>,
-    >(&__NETNS_TEST)
+    let __netns_test = __netns_test_private::register!(
+        __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
+        "t"), should_panic : __netns_test_private::ShouldPanic::No, timeout :
+        ::core::option::Option::None, sysfs : false, process : false, body :
+        __netns_test_private::Body::WithNs(| __netns_ns | { let __netns_body =
+        ::core::pin::pin!(async move {
+        __netns_test_private::TestResult::into_test_result(t(& __netns_ns). await) });
+        __netns_test_private::block_on(__netns_test_private::Tokio,
+        __netns_test_private::Flavor::MultiThread(::core::option::Option::Some(2usize)),
+        __netns_body) }), runs : __netns_test_private::Runs::new(), }
+    );
+    __netns_test_private::run::<
+        ::core::result::Result<(), __netns_test_private::TestError>,
+    >(__netns_test)
 }

@@ -1,21 +1,18 @@
 #[cfg(not(test))]
-const _: () = {};
+const _: () = {
+    use ::netns_test_runtime::__private as __netns_test_private;
+};
 #[test]
 fn t() {
+    use ::netns_test_runtime::__private as __netns_test_private;
     fn t() {}
-    #[::netns_test_runtime::__private::linkme::distributed_slice(
-        ::netns_test_runtime::__private::TESTS
-    )]
-    #[linkme(crate = ::netns_test_runtime::__private::linkme)]
-    static __NETNS_TEST: ::netns_test_runtime::__private::Test = ::netns_test_runtime::__private::Test {
-        path: ::core::concat!(::core::module_path!(), "::", "t"),
-        should_panic: ::netns_test_runtime::__private::ShouldPanic::No,
-        timeout: ::core::option::Option::None,
-        sysfs: false,
-        process: false,
-        body: ::netns_test_runtime::__private::Body::Plain(|| ::netns_test_runtime::__private::report(
-            t(),
-        )),
-    };
-    ::netns_test_runtime::__private::run::<()>(&__NETNS_TEST)
+    let __netns_test = __netns_test_private::register!(
+        __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
+        "t"), should_panic : __netns_test_private::ShouldPanic::No, timeout :
+        ::core::option::Option::None, sysfs : false, process : false, body :
+        __netns_test_private::Body::Plain(||
+        __netns_test_private::TestResult::into_test_result(t())), runs :
+        __netns_test_private::Runs::new(), }
+    );
+    __netns_test_private::run::<()>(__netns_test)
 }
