@@ -6,8 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Path};
 
 /// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
-const VALID: &str =
-    "`threads`, `threads = N`, `timeout = \"10s\"`, `sysfs`, `process` and `crate = \"path\"`";
+const VALID: &str = "`threads`, `threads = N`, `timeout = \"10s\"`, `sysfs`, `process`, `capture` and `crate = \"path\"`";
 
 /// The attribute's arguments, each with the span of its key.
 #[derive(Default)]
@@ -22,6 +21,8 @@ pub(crate) struct Args {
     pub(crate) sysfs: Option<((), Span)>,
     /// Run this test in a process of its own, whatever the mode.
     pub(crate) process: Option<((), Span)>,
+    /// Capture its packets, and keep them if it fails.
+    pub(crate) capture: Option<((), Span)>,
 }
 
 impl Args {
@@ -52,6 +53,7 @@ impl Args {
                 }
                 "sysfs" => errors.set(&mut args.sysfs, flag("sysfs", value.as_ref()), &key),
                 "process" => errors.set(&mut args.process, flag("process", value.as_ref()), &key),
+                "capture" => errors.set(&mut args.capture, flag("capture", value.as_ref()), &key),
                 "crate" => {
                     let parsed = value
                         .as_ref()

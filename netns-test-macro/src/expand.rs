@@ -103,6 +103,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
     let should_panic = should_panic(&test.should_panic, &private);
     let sysfs = args.sysfs.is_some();
     let process = args.process.is_some();
+    let capture = args.capture.is_some();
     // The signature names no path of the runtime, which only the body's
     // import may do.
     let (output, returned) = match test.returns_result {
@@ -127,6 +128,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
                 timeout: #timeout,
                 sysfs: #sysfs,
                 process: #process,
+                capture: #capture,
                 body: #body,
                 runs: #private::Runs::new(),
             });
@@ -237,7 +239,7 @@ mod tests {
     #[test]
     fn a_result_test_returns_the_runtime_error_type() {
         check(
-            "timeout = \"3s\", sysfs, process",
+            "timeout = \"3s\", sysfs, process, capture",
             "fn t(ns: NetNs) -> std::io::Result<()> { Ok(()) }",
             expect_file!["../tests/expansions/result_with_handle.expanded.rs"],
         );

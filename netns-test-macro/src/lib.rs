@@ -35,6 +35,9 @@ use proc_macro::TokenStream;
 ///   other tests use: for code with process-wide pools (async-std's
 ///   executor, rayon's global pool) that a thread-mode or helper-mode test
 ///   would leave in its namespace.
+/// - `capture`: capture every packet of the test's namespaces into a pcapng
+///   file, kept if the test fails, as `NETNS_TEST_CAPTURE=failed` does for
+///   every test.
 /// - `crate = "path"`: the path to `netns_test_runtime`, when re-exported.
 ///
 /// The crate documentation of `netns_test_runtime` has compiled examples,

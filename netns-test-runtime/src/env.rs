@@ -3,6 +3,7 @@
 //! values it takes, never silently ignored.
 
 use std::env::VarError;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -62,6 +63,39 @@ pub(crate) fn timeout() -> Result<Option<Duration>, Error> {
             expected: EXPECTED,
         }),
     }
+}
+
+/// When to keep a test's packet capture: `NETNS_TEST_CAPTURE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Capture {
+    /// Capture nothing (the default).
+    Off,
+    /// Capture, and keep the file of a test that fails.
+    Failed,
+    /// Capture, and keep every test's file.
+    All,
+}
+
+/// Reads `NETNS_TEST_CAPTURE`.
+pub(crate) fn capture() -> Result<Capture, Error> {
+    const EXPECTED: &str = "`off`, `failed` or `all`";
+    match var("NETNS_TEST_CAPTURE", EXPECTED)?.as_deref() {
+        None | Some("off") => Ok(Capture::Off),
+        Some("failed") => Ok(Capture::Failed),
+        Some("all") => Ok(Capture::All),
+        Some(other) => Err(Error::BadEnv {
+            name: "NETNS_TEST_CAPTURE",
+            value: other.to_owned(),
+            expected: EXPECTED,
+        }),
+    }
+}
+
+/// Reads `NETNS_TEST_CAPTURE_DIR`, where capture files go.
+pub(crate) fn capture_dir() -> Result<Option<PathBuf>, Error> {
+    Ok(std::env::var_os("NETNS_TEST_CAPTURE_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from))
 }
 
 /// Parses `"500ms"`, `"10s"` or `"2m"`, as the attribute's `timeout` does

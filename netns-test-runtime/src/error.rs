@@ -70,6 +70,23 @@ pub enum Error {
         "the body's thread ended in the harness's network namespace, so the body may have changed the host's network; did it call setns(2) with a saved /proc/self/ns/net? In a threaded process that file names the main thread's namespace, not the calling thread's: use /proc/thread-self/ns/net, or NetNs::enter, whose guard moves the thread back"
     )]
     EndedInHarnessNs,
+    /// The namespace of a socket could not be found.
+    #[error(
+        "find the network namespace of a test's socket (ioctl SIOCGSKNS, Linux 4.9): {source}; it needs CAP_NET_ADMIN over the namespace"
+    )]
+    SocketNamespace {
+        /// The errno.
+        source: Errno,
+    },
+    /// A step of the packet capture failed.
+    #[error("packet capture: {step}: {source}")]
+    Capture {
+        /// What was being done.
+        step: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// libtest started the test a second time in one process.
     #[error(
         "`{test}` is registered with libtest twice, so it is listed and run twice: a `#[test]` above `#[netns_test]` adds a registration that `#[netns_test]` cannot see; remove that `#[test]`, or move it below `#[netns_test]`"

@@ -162,14 +162,29 @@
 //!   sysfs of its network namespace on `/sys`, and `/proc/net` showing it.
 //! - `#[netns_test(process)]`: run the test in a process of its own,
 //!   whatever the mode, for code with process-wide pools.
+//! - `#[netns_test(capture)]`: capture the test's packets, kept if it fails.
 //! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
 //! - `NETNS_TEST_MODE=thread|helper|process`: force a mode.
 //! - `NETNS_TEST_TIMEOUT=30s`: the default timeout.
 //! - `NETNS_TEST_UNAVAILABLE=skip`: pass, with a loud line, the tests that
 //!   cannot get a namespace, instead of failing them (`fail`, the default).
 //!
+//! - `NETNS_TEST_CAPTURE=off|failed|all`: capture every test's packets into
+//!   a pcapng file, kept when the test fails (`failed`) or always (`all`).
+//! - `NETNS_TEST_CAPTURE_DIR=dir`: where capture files go (by default
+//!   `netns-test-captures/` beside the test binary's `deps/`).
+//!
 //! A value of these variables that is not understood fails the test, naming
 //! the values it takes.
+//!
+//! # When a test fails
+//!
+//! The report of a failed `#[netns_test]` (a panic, an `Err`, a timeout)
+//! shows the state of every namespace the test made, at the moment of the
+//! failure: links with their state and addresses, routes, neighbours, and
+//! TCP and UDP sockets. With capture on, it also gives the path of a pcapng
+//! file of every packet on every interface of those namespaces, one
+//! interface per namespace and link (`test/lo`, `ns2/b0`).
 //!
 //! [unshare(2)]: https://man7.org/linux/man-pages/man2/unshare.2.html
 //! [user_namespaces(7)]: https://man7.org/linux/man-pages/man7/user_namespaces.7.html
@@ -186,6 +201,7 @@ mod diagnose;
 mod env;
 mod error;
 mod fault;
+mod forensics;
 mod mode;
 mod netlink;
 mod netns;

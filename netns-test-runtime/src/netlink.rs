@@ -1,15 +1,22 @@
-//! A minimal rtnetlink client: one request, its replies, its acknowledgement;
-//! the socket a [`crate::NetNs`] keeps; and the cookie that tells namespaces apart.
+//! A minimal netlink client: one request, its replies, its acknowledgement,
+//! for rtnetlink and sock_diag alike; the socket a [`crate::NetNs`] keeps;
+//! and the cookie that tells namespaces apart.
 
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Mutex, PoisonError};
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkFlags, LinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_sys::Socket;
+use netlink_sys::SocketAddr;
+use netlink_sys::protocols::{NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 use nix::errno::Errno;
 
 use crate::error::{Error, NetlinkError};
@@ -18,35 +25,56 @@ use crate::error::{Error, NetlinkError};
 /// network namespace (`LOOPBACK_IFINDEX` in `include/net/net_namespace.h`).
 const LOOPBACK_IFINDEX: u32 = 1;
 
-/// An rtnetlink socket of the calling thread's network namespace.
+/// A netlink socket of the calling thread's network namespace, speaking
+/// the messages `M` of one netlink family.
 ///
 /// A netlink socket belongs to the namespace its creator was in, so the
 /// socket keeps acting on that namespace wherever it is used from.
-pub(crate) struct Rtnl {
+pub(crate) struct Netlink<M> {
     socket: Socket,
     sequence: u32,
+    messages: PhantomData<fn(M) -> M>,
 }
 
+/// An rtnetlink socket.
+pub(crate) type Rtnl = Netlink<RouteNetlinkMessage>;
+
+/// A sock_diag socket.
+pub(crate) type SockDiag = Netlink<SockDiagMessage>;
+
 impl Rtnl {
-    /// Opens a socket in the calling thread's network namespace.
+    /// Opens an rtnetlink socket in the calling thread's network namespace.
     pub(crate) fn open() -> Result<Self, NetlinkError> {
-        let socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        Netlink::open_protocol(NETLINK_ROUTE)
+    }
+}
+
+impl SockDiag {
+    /// Opens a sock_diag socket in the calling thread's network namespace.
+    pub(crate) fn open() -> Result<Self, NetlinkError> {
+        Netlink::open_protocol(NETLINK_SOCK_DIAG)
+    }
+}
+
+impl<M> Netlink<M>
+where
+    M: NetlinkSerializable + NetlinkDeserializable + Debug,
+{
+    fn open_protocol(protocol: isize) -> Result<Self, NetlinkError> {
+        let socket = Socket::new(protocol).map_err(NetlinkError::Socket)?;
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(NetlinkError::Socket)?;
-        Ok(Rtnl {
+        Ok(Netlink {
             socket,
             sequence: 0,
+            messages: PhantomData,
         })
     }
 
     /// Sends one request and returns the messages that answer it: none for a
     /// change, the objects for a dump or a get.
-    pub(crate) fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        kind: Request,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    pub(crate) fn request(&mut self, message: M, kind: Request) -> Result<Vec<M>, NetlinkError> {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
         let mut header = NetlinkHeader::default();
@@ -75,10 +103,10 @@ impl Rtnl {
 
 /// Reads the replies in one datagram to the request `sequence`, collecting
 /// the objects; returns whether the request is answered in full.
-fn take_replies(
+fn take_replies<M: NetlinkDeserializable + Debug>(
     datagram: &[u8],
     sequence: u32,
-    answers: &mut Vec<RouteNetlinkMessage>,
+    answers: &mut Vec<M>,
 ) -> Result<bool, NetlinkError> {
     for reply in parse_datagram(datagram)? {
         if reply.header.sequence_number != sequence {
@@ -118,9 +146,15 @@ pub(crate) enum Request {
     Create,
 }
 
-impl std::fmt::Debug for Rtnl {
+impl<M> AsFd for Netlink<M> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl<M> Debug for Netlink<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rtnl")
+        f.debug_struct("Netlink")
             .field("sequence", &self.sequence)
             .finish_non_exhaustive()
     }
@@ -159,9 +193,9 @@ impl LazyRtnl {
 }
 
 /// Splits one datagram into netlink messages, refusing any that is cut short.
-fn parse_datagram(
+fn parse_datagram<M: NetlinkDeserializable + Debug>(
     mut datagram: &[u8],
-) -> Result<Vec<NetlinkMessage<RouteNetlinkMessage>>, NetlinkError> {
+) -> Result<Vec<NetlinkMessage<M>>, NetlinkError> {
     let mut messages = Vec::new();
     while !datagram.is_empty() {
         let length = NetlinkBuffer::new_checked(datagram)
@@ -207,8 +241,9 @@ const SO_NETNS_COOKIE: nix::libc::c_int = 0x0050;
 #[cfg(not(target_arch = "sparc64"))]
 const SO_NETNS_COOKIE: nix::libc::c_int = 71;
 
-/// Brings `lo` up in the calling thread's network namespace.
-pub(crate) fn loopback_up() -> Result<(), Error> {
+/// Brings `lo` up in the calling thread's network namespace, and returns
+/// the socket that did it.
+pub(crate) fn loopback_up() -> Result<Rtnl, Error> {
     let netlink = |source| Error::Netlink {
         step: "bring lo up".into(),
         source,
@@ -220,7 +255,7 @@ pub(crate) fn loopback_up() -> Result<(), Error> {
     link.header.change_mask = LinkFlags::Up;
     rtnl.request(RouteNetlinkMessage::SetLink(link), Request::Ack)
         .map_err(netlink)?;
-    Ok(())
+    Ok(rtnl)
 }
 
 #[cfg(test)]
@@ -241,7 +276,7 @@ mod tests {
 
     #[test]
     fn parses_an_ack() {
-        let messages = parse_datagram(&ACK).expect("a well-formed ACK");
+        let messages = parse_datagram::<RouteNetlinkMessage>(&ACK).expect("a well-formed ACK");
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].header.sequence_number, 7);
         assert!(matches!(&messages[0].payload, NetlinkPayload::Error(e) if e.code.is_none()));
@@ -249,14 +284,14 @@ mod tests {
 
     #[test]
     fn an_ack_ends_the_request() {
-        let mut answers = Vec::new();
+        let mut answers = Vec::<RouteNetlinkMessage>::new();
         assert!(take_replies(&ACK, 7, &mut answers).expect("the ACK"));
         assert!(answers.is_empty());
     }
 
     #[test]
     fn a_reply_to_another_request_is_an_error() {
-        let mut answers = Vec::new();
+        let mut answers = Vec::<RouteNetlinkMessage>::new();
         assert!(matches!(
             take_replies(&ACK, 8, &mut answers),
             Err(NetlinkError::WrongSequence {
@@ -270,7 +305,8 @@ mod tests {
     fn a_nack_carries_the_errno() {
         let mut nack = ACK;
         nack[16..20].copy_from_slice(&(-17_i32).to_le_bytes());
-        let error = take_replies(&nack, 7, &mut Vec::new()).expect_err("a NACK");
+        let error =
+            take_replies(&nack, 7, &mut Vec::<RouteNetlinkMessage>::new()).expect_err("a NACK");
         assert!(matches!(error, NetlinkError::Kernel(Errno::EEXIST)));
         assert_eq!(error.to_string(), "File exists (EEXIST)");
     }
@@ -279,7 +315,10 @@ mod tests {
     fn refuses_a_reply_cut_short() {
         for cut in [3, 15, 20, 35] {
             assert!(
-                matches!(parse_datagram(&ACK[..cut]), Err(NetlinkError::Malformed(_))),
+                matches!(
+                    parse_datagram::<RouteNetlinkMessage>(&ACK[..cut]),
+                    Err(NetlinkError::Malformed(_))
+                ),
                 "a reply cut at {cut} bytes must be an error"
             );
         }

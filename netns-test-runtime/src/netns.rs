@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::panic;
 use std::path::Path;
@@ -14,7 +14,10 @@ use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::{Error, NetlinkError};
 use crate::fault::{self, Fault};
-use crate::netlink::{self, LazyRtnl};
+use crate::netlink::{self, LazyRtnl, Rtnl};
+
+/// `SIOCGSKNS` (`linux/sockios.h`, Linux 4.9): a socket's network namespace.
+const SIOCGSKNS: u32 = 0x894C;
 
 /// The calling thread's network namespace, as `/proc` names it.
 const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
@@ -89,7 +92,7 @@ impl std::fmt::Display for NsKey {
 /// The namespace lives as long as a thread or a file descriptor holds it.
 pub(crate) fn unshare_fresh() -> Result<(), Error> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(|source| Error::Unshare { source })?;
-    settle_fresh()
+    settle_fresh().map(drop)
 }
 
 /// The forwarding settings a new namespace copies from the host's initial
@@ -109,10 +112,11 @@ const FORWARDING: [&str; 4] = [
 ///
 /// Which settings differ is read once per process, in the first fresh
 /// namespace (which holds the host's values); after that, only those are
-/// written, so a host with the defaults costs nothing more.
-pub(crate) fn settle_fresh() -> Result<(), Error> {
+/// written, so a host with the defaults costs nothing more. Returns the
+/// rtnetlink socket that brought `lo` up.
+pub(crate) fn settle_fresh() -> Result<Rtnl, Error> {
     static INHERITED: OnceLock<Vec<&'static str>> = OnceLock::new();
-    netlink::loopback_up()?;
+    let rtnl = netlink::loopback_up()?;
     if fault::injected(Fault::ForwardingHost) {
         for file in FORWARDING {
             let _ = std::fs::write(file, "1");
@@ -130,7 +134,7 @@ pub(crate) fn settle_fresh() -> Result<(), Error> {
             source,
         })?;
     }
-    Ok(())
+    Ok(rtnl)
 }
 
 /// A handle to a network namespace.
@@ -186,13 +190,47 @@ impl NetNs {
         };
         // `File::open` opens with O_CLOEXEC.
         let file = File::open(path).map_err(proc_error)?;
-        let metadata = file.metadata().map_err(proc_error)?;
+        Self::of_file(file).map_err(proc_error)
+    }
+
+    /// The handle of the namespace file `file`.
+    fn of_file(file: File) -> std::io::Result<NetNs> {
+        let metadata = file.metadata()?;
         Ok(NetNs {
             fd: file.into(),
             id: NsId {
                 dev: metadata.dev(),
                 ino: metadata.ino(),
             },
+            rtnl: LazyRtnl::default(),
+        })
+    }
+
+    /// The network namespace a socket was made in (`SIOCGSKNS`), which
+    /// needs CAP_NET_ADMIN over it.
+    pub(crate) fn of_socket(socket: &impl AsFd) -> Result<NetNs, Error> {
+        // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor
+        // or -1; the socket is open for the call.
+        let fd = unsafe { nix::libc::ioctl(socket.as_fd().as_raw_fd(), SIOCGSKNS as _) };
+        if fd < 0 {
+            return Err(Error::SocketNamespace {
+                source: Errno::last(),
+            });
+        }
+        // SAFETY: the kernel just returned `fd`, open and owned by no one else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::of_file(File::from(fd)).map_err(|source| Error::Proc {
+            step: "read the namespace of a socket",
+            path: "SIOCGSKNS".into(),
+            source,
+        })
+    }
+
+    /// Another handle to the same namespace.
+    pub(crate) fn try_clone(&self) -> std::io::Result<NetNs> {
+        Ok(NetNs {
+            fd: self.fd.try_clone()?,
+            id: self.id,
             rtnl: LazyRtnl::default(),
         })
     }
@@ -204,23 +242,29 @@ impl NetNs {
     /// CAP_SYS_ADMIN in the calling thread's user namespace: root in thread
     /// mode, or any test body in helper or process mode.
     ///
+    /// Inside a `#[netns_test]`, the first 32 namespaces the test makes are
+    /// kept open until the test ends, even once their handles are dropped,
+    /// so that a failure report can show them (and a capture see them).
+    ///
     /// # Errors
     ///
     /// [`Error::Unshare`] without CAP_SYS_ADMIN; [`Error::Netlink`] when `lo`
     /// cannot be brought up.
     pub fn new() -> Result<NetNs, Error> {
-        thread::Builder::new()
+        let (ns, key) = thread::Builder::new()
             .name("netns-test-new".into())
             .spawn(|| {
                 unshare_fresh()?;
-                NetNs::current()
+                Ok::<_, Error>((NetNs::current()?, NsKey::of_this_thread()?))
             })
             .map_err(|source| Error::SpawnThread {
                 step: "creating a network namespace",
                 source,
             })?
             .join()
-            .unwrap_or_else(|payload| panic::resume_unwind(payload))
+            .unwrap_or_else(|payload| panic::resume_unwind(payload))?;
+        crate::forensics::adopt(&ns, key)?;
+        Ok(ns)
     }
 
     /// The inode number of the namespace, as `ls -iL /proc/self/ns/net` or

@@ -40,6 +40,22 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Whether libtest fails a test whose body ended so, as its
+    /// `should_panic` says.
+    pub(crate) fn fails(&self, should_panic: ShouldPanic) -> bool {
+        match (self, should_panic) {
+            (Outcome::Passed, ShouldPanic::No) => false,
+            (Outcome::Passed, _) | (Outcome::Returned(_) | Outcome::Runtime(_), _) => true,
+            (Outcome::Panicked(_), ShouldPanic::No) => true,
+            (Outcome::Panicked(_), ShouldPanic::Yes) => false,
+            (Outcome::Panicked(payload), ShouldPanic::WithMessage(expected)) => {
+                !panic_message(payload.as_ref()).is_some_and(|message| message.contains(expected))
+            }
+        }
+    }
+}
+
 /// The payload with which netns-test's own code inside a body (building the
 /// async runtime) unwinds out of it, so that its failure is never taken for
 /// the body's panic: a `should_panic` test must not pass on it.

@@ -100,6 +100,11 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
             skip(test, &diagnosis.to_string())
         }
         outcome => {
+            if let Outcome::Runtime(Error::ChildEnded(_) | Error::TimedOut { .. }) = outcome {
+                if let Some(note) = crate::forensics::salvage(test) {
+                    eprint!("{note}");
+                }
+            }
             if !matches!(outcome, Outcome::Passed) {
                 let left = thread::threads_left();
                 if !left.is_empty() {
@@ -139,7 +144,7 @@ fn run_in(mode: Mode, test: &'static Test, timeout: Option<Duration>) -> Outcome
 }
 
 /// The test's own timeout, or the default from `NETNS_TEST_TIMEOUT`.
-fn timeout(test: &Test) -> Result<Option<Duration>, Error> {
+pub(crate) fn timeout(test: &Test) -> Result<Option<Duration>, Error> {
     match test.timeout {
         Some(timeout) => Ok(Some(timeout)),
         None => env::timeout(),

@@ -1,20 +1,23 @@
 //! The one step every mode takes around a body: before it, a fresh network
 //! namespace with `lo` up and the kernel's default forwarding, the optional
-//! private `/sys` and `/proc/net`, the isolation check and the handle, in
-//! that order; after it, the isolation check again.
+//! private `/sys` and `/proc/net`, the isolation check, the test's evidence
+//! (for a failure report) and the handle, in that order; after it, the
+//! isolation check again, and the report of a failure.
 //!
 //! Thread mode, helpers and process-mode children all prepare a body here,
 //! so a guarantee made here holds in every mode.
 
+use std::sync::Arc;
+
 use nix::errno::Errno;
+use nix::libc;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
-
-use nix::libc;
 use nix::unistd::{getpid, write};
 
 use crate::error::Error;
 use crate::fault::{self, Fault};
+use crate::forensics::{Evidence, Moment};
 use crate::netns::{self, NetNs, NsKey};
 use crate::outcome::Outcome;
 use crate::test::{Call, Test};
@@ -55,10 +58,17 @@ impl From<Unprepared> for Error {
     }
 }
 
+/// A body ready to run, and the evidence its failure would leave.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    call: Call,
+    pub(crate) evidence: Arc<Evidence>,
+}
+
 impl Sandbox {
     /// Prepares the calling thread for `test`'s body, and returns the body
     /// with what it takes.
-    pub(crate) fn prepare(&self, test: &Test) -> Result<Call, Unprepared> {
+    pub(crate) fn prepare(&self, test: &'static Test) -> Result<Prepared, Unprepared> {
         if let Entry::Unshare = self.entry {
             unshare(CloneFlags::CLONE_NEWNET).map_err(Unprepared::Refused)?;
         }
@@ -66,16 +76,33 @@ impl Sandbox {
             true => NsKey::of_this_thread(),
             false => Ok(self.harness_ns),
         };
-        netns::settle_fresh()
-            .and_then(|()| if test.sysfs { private_sysfs() } else { Ok(()) })
-            .and_then(|()| ensure_isolated(harness_ns()?))
-            .and_then(|()| test.body.ready(NetNs::current))
-            .map_err(Unprepared::Failed)
+        let prepared = || {
+            let rtnl = netns::settle_fresh()?;
+            if test.sysfs {
+                private_sysfs()?;
+            }
+            let here = NsKey::of_this_thread()?;
+            ensure_isolated(here, harness_ns()?)?;
+            let evidence = Evidence::open(test, here, rtnl)?;
+            let call = test.body.ready(NetNs::current)?;
+            Ok(Prepared { call, evidence })
+        };
+        prepared().map_err(Unprepared::Failed)
     }
 
     /// Runs a prepared body on the calling thread, and checks, after it,
-    /// that the thread is still outside the harness's namespace.
-    pub(crate) fn run(&self, call: Call) -> Outcome {
+    /// that the thread is still outside the harness's namespace. A failure
+    /// is reported with its evidence, on the body's stderr.
+    pub(crate) fn run(&self, prepared: Prepared) -> Outcome {
+        let Prepared { call, evidence } = prepared;
+        let outcome = self.run_call(call);
+        if let Some(report) = evidence.conclude(Moment::Ended(&outcome)) {
+            eprint!("{report}");
+        }
+        outcome
+    }
+
+    fn run_call(&self, call: Call) -> Outcome {
         let pid = getpid();
         let outcome = Outcome::of_call(call);
         if getpid() != pid {
@@ -99,9 +126,10 @@ impl Sandbox {
     }
 }
 
-/// Fails closed unless the calling thread is outside the harness's namespace.
-pub(crate) fn ensure_isolated(harness_ns: NsKey) -> Result<(), Error> {
-    if !NsKey::of_this_thread()?.differs_from(harness_ns) {
+/// Fails closed unless the calling thread's namespace, keyed `here`, is not
+/// the harness's.
+pub(crate) fn ensure_isolated(here: NsKey, harness_ns: NsKey) -> Result<(), Error> {
+    if !here.differs_from(harness_ns) {
         return Err(Error::NotIsolated {
             namespace: harness_ns.to_string(),
         });
@@ -162,7 +190,7 @@ mod tests {
     #[test]
     fn the_isolation_check_fails_closed() {
         let here = NsKey::of_this_thread().expect("this thread's key");
-        let refused = ensure_isolated(here).expect_err("the same namespace must be refused");
+        let refused = ensure_isolated(here, here).expect_err("the same namespace must be refused");
         assert!(matches!(refused, Error::NotIsolated { .. }), "{refused}");
         assert!(
             refused.to_string().starts_with("refusing to run the body"),

@@ -25,6 +25,8 @@ pub struct Test {
     pub sysfs: bool,
     /// The attribute's `process`: a process of its own, whatever the mode.
     pub process: bool,
+    /// The attribute's `capture`: capture packets, and keep them on failure.
+    pub capture: bool,
     /// The user's function, wrapped to report its result.
     pub body: Body,
     /// How often libtest has started it in this process.
@@ -167,6 +169,7 @@ mod tests {
             timeout: None,
             sysfs: false,
             process: false,
+            capture: false,
             body: Body::Plain(|| Ok(())),
             runs: Runs::new(),
         };

@@ -205,7 +205,7 @@ impl fmt::Display for Via<'_> {
 impl NetNs {
     /// Sends one request to this namespace's rtnetlink, over the socket the
     /// handle keeps, which is opened on first use on a thread inside.
-    fn request(
+    pub(crate) fn request(
         &self,
         step: fmt::Arguments<'_>,
         message: RouteNetlinkMessage,

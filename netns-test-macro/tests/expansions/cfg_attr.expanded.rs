@@ -13,7 +13,8 @@ fn t() {
         "t"), should_panic : if ::core::cfg!(unix) {
         __netns_test_private::ShouldPanic::WithMessage("on unix") } else {
         __netns_test_private::ShouldPanic::Yes }, timeout : ::core::option::Option::None,
-        sysfs : false, process : false, body : __netns_test_private::Body::Plain(||
+        sysfs : false, process : false, capture : false, body :
+        __netns_test_private::Body::Plain(||
         __netns_test_private::TestResult::into_test_result(t())), runs :
         __netns_test_private::Runs::new(), }
     );

@@ -33,6 +33,10 @@ use crate::userns::UsernsSetup;
 /// told to stop, before it is killed outright.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long after a test's timeout the child is given to report it, with
+/// the state of the test's network, before it is stopped unheard.
+const REPORT_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a child that has written its outcome is given to end.
 const OUTCOME_GRACE: Duration = Duration::from_secs(2);
 
@@ -293,7 +297,10 @@ impl Streams {
         child: &mut Child,
         timeout: Option<Duration>,
     ) -> Result<Pumped, Error> {
-        let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
+        // The child keeps the timeout itself and reports it with the test's
+        // network as it is then; this deadline, a little later, is for a
+        // child that cannot.
+        let deadline = timeout.map(|timeout| (Instant::now() + timeout + REPORT_GRACE, timeout));
         let mut record = Vec::new();
         let mut libtest = Vec::new();
         let mut stdout = Lines::new(|text| print!("{text}"));

@@ -130,6 +130,11 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
         Pumped::Finished { record, .. } => record,
     };
     let decoded = crate::mode::wire::Record::decode(&record);
+    // A helper whose body timed out still runs it: it is not reused.
+    let timed_out = matches!(
+        &decoded,
+        Ok(record) if matches!(record.outcome, Some(Outcome::Runtime(Error::TimedOut { .. })))
+    );
     let complete = matches!(&decoded, Ok(record) if record.outcome.is_some());
     let grace = if complete {
         Duration::ZERO
@@ -139,7 +144,7 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
     let exited = child::exited_within(&mut helper.child, grace)?;
     match (&decoded, exited) {
         (Ok(record), Some(_)) if !record.started => return Ok(None),
-        (_, None) if complete => IDLE
+        (_, None) if complete && !timed_out => IDLE
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(helper),
@@ -304,10 +309,16 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
                     entry: Entry::Unshare,
                     harness_ns: request.harness_ns,
                 };
-                // The parent enforces the timeout, by killing this helper.
-                let io = Io::Redirected(streams);
-                let ran = run_on_named_thread(test, sandbox, io, None, Some(&body));
-                ran.into_outcome()
+                // The helper keeps the timeout, to report it with the test's
+                // network; the parent stops the helper then, or after a
+                // grace if the helper cannot.
+                match crate::run::timeout(test) {
+                    Ok(timeout) => {
+                        let io = Io::Redirected(streams);
+                        run_on_named_thread(test, sandbox, io, timeout, Some(&body)).into_outcome()
+                    }
+                    Err(error) => Outcome::Runtime(error),
+                }
             }
         },
     };
@@ -315,6 +326,10 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
     // every process holding the pipes has ended.
     reaper::kill_descendants();
     let _ = record.write_all(&outcome_frame(&outcome));
+    // A body that timed out runs on: the parent stops this helper.
+    if matches!(outcome, Outcome::Runtime(Error::TimedOut { .. })) {
+        return;
+    }
     // A body that left threads in its namespace (a process-wide pool made
     // lazily) would have the next test on this helper use them there: the
     // helper retires instead, and the next test gets a new one.

@@ -11,9 +11,8 @@ use std::time::Duration;
 use nix::unistd::getpid;
 
 use crate::error::Error;
-use crate::mode::child::{
-    self, BodyStreams, Pumped, Streams, pipe, redirected, spawn_child, stdin_copy,
-};
+use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
+use crate::mode::thread::{Io, run_on_named_thread};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
@@ -81,9 +80,12 @@ fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result
     }
 }
 
-/// In the child: runs the body and writes its record. Returns the outcome,
-/// so that the child's own libtest reports it too.
-pub(crate) fn run_child(test: &Test, marker: &ChildMarker, fds: [OwnedFd; 3]) -> Outcome {
+/// In the child: runs the body, on a thread named like the test as in
+/// every mode, and writes its record. The child keeps the test's timeout
+/// itself, so that a body that runs past it is reported with its network
+/// as it is then. Returns the outcome, so that the child's own libtest
+/// reports it too.
+pub(crate) fn run_child(test: &'static Test, marker: &ChildMarker, fds: [OwnedFd; 3]) -> Outcome {
     let [record, stdout, stderr] = fds;
     let mut record = File::from(record);
     // The record decides the result: if it cannot be written, the parent
@@ -98,21 +100,27 @@ pub(crate) fn run_child(test: &Test, marker: &ChildMarker, fds: [OwnedFd; 3]) ->
         entry: Entry::AlreadyInside,
         harness_ns: marker.harness_ns,
     };
-    let outcome = match sandbox.prepare(test) {
-        Err(unprepared) => Outcome::Runtime(unprepared.into()),
-        Ok(call) => match stdin_copy() {
-            Ok(stdin) => {
-                let streams = BodyStreams {
-                    stdin,
-                    stdout,
-                    stderr,
-                };
-                redirected(&streams, || sandbox.run(call))
-            }
-            Err(error) => Outcome::Runtime(error),
-        },
+    let outcome = match (stdin_copy(), crate::run::timeout(test)) {
+        (Ok(stdin), Ok(timeout)) => {
+            let streams = BodyStreams {
+                stdin,
+                stdout,
+                stderr,
+            };
+            run_on_named_thread(test, sandbox, Io::Redirected(streams), timeout, None)
+                .into_outcome()
+        }
+        (Err(error), _) | (_, Err(error)) => Outcome::Runtime(error),
     };
     let _ = record.write_all(&outcome_frame(&outcome));
+    if let Outcome::Runtime(Error::TimedOut { .. }) = outcome {
+        // The body runs on, with the test's output redirected to it: the
+        // parent reports the timeout, and this process ends here, silent.
+        let _ = std::io::stdout().flush();
+        // SAFETY: _exit(2) ends the process at once, without running
+        // destructors or atexit handlers that could wait on the body.
+        unsafe { nix::libc::_exit(1) };
+    }
     outcome
 }
 

@@ -16,6 +16,7 @@ use nix::libc;
 use nix::unistd::gettid;
 
 use crate::error::Error;
+use crate::forensics::{Evidence, Moment};
 use crate::mode::child::{BodyStreams, redirected};
 use crate::mode::reaper;
 use crate::netns::NsKey;
@@ -241,8 +242,14 @@ pub(crate) fn run_on_named_thread(
     timeout: Option<Duration>,
     body: Option<&Arc<BodyThread>>,
 ) -> ThreadRun {
+    if let Err(error) = crate::forensics::ready_for(test) {
+        return ThreadRun::Ran(Outcome::Runtime(error));
+    }
     let body = body.cloned();
     let (done, report) = mpsc::sync_channel(1);
+    // The body's evidence, for a report at its timeout.
+    let evidence = Arc::new(OnceLock::<Arc<Evidence>>::new());
+    let evidence_here = Arc::clone(&evidence);
     let spawned = thread::Builder::new()
         .name(test.name().to_owned())
         .spawn(move || {
@@ -253,11 +260,13 @@ pub(crate) fn run_on_named_thread(
             let ran = match sandbox.prepare(test) {
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
-                Ok(call) => {
+                Ok(prepared) => {
+                    let _ = evidence_here.set(Arc::clone(&prepared.evidence));
+                    drop(evidence_here);
                     let threads = body.as_ref().map(|_| threads_in_process());
                     let outcome = match io {
-                        Io::Inherited => sandbox.run(call),
-                        Io::Redirected(streams) => redirected(&streams, || sandbox.run(call)),
+                        Io::Inherited => sandbox.run(prepared),
+                        Io::Redirected(streams) => redirected(&streams, || sandbox.run(prepared)),
                     };
                     // Only a body that ran in its own namespace has one to
                     // look into; and only where the process has children (to
@@ -309,6 +318,14 @@ pub(crate) fn run_on_named_thread(
             let _ = handle.join();
             ran
         }
-        Err(error) => ThreadRun::Failed(error),
+        Err(error) => {
+            if let (Error::TimedOut { .. }, Some(evidence)) = (&error, evidence.get()) {
+                // The body runs on, in the namespaces as it has them now.
+                if let Some(report) = evidence.conclude(Moment::TimedOut) {
+                    eprint!("{report}");
+                }
+            }
+            ThreadRun::Failed(error)
+        }
     }
 }

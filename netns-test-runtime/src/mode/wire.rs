@@ -8,6 +8,7 @@
 
 use std::fmt::Display;
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::netns::{NsId, NsKey};
@@ -169,6 +170,7 @@ mod tag {
     pub(super) const PANICKED: u8 = 4;
     pub(super) const PANICKED_OPAQUE: u8 = 5;
     pub(super) const RUNTIME: u8 = 6;
+    pub(super) const TIMED_OUT: u8 = 7;
 }
 
 /// Encodes a frame.
@@ -194,6 +196,9 @@ pub(crate) fn outcome_frame(outcome: &Outcome) -> Vec<u8> {
             Some(message) => frame(tag::PANICKED, message),
             None => frame(tag::PANICKED_OPAQUE, ""),
         },
+        Outcome::Runtime(Error::TimedOut { after, .. }) => {
+            frame(tag::TIMED_OUT, &after.as_millis().to_string())
+        }
         Outcome::Runtime(error) => frame(tag::RUNTIME, &error.to_string()),
     }
 }
@@ -239,6 +244,14 @@ impl Record {
                 tag::PANICKED_OPAQUE => record.outcome = Some(Outcome::Panicked(Box::new(()))),
                 tag::RUNTIME => {
                     record.outcome = Some(Outcome::Runtime(Error::InChild { message: text }));
+                }
+                tag::TIMED_OUT => {
+                    let millis = text.parse().map_err(|_| "a timeout is not a number")?;
+                    // The parent stops the child once it has reported.
+                    record.outcome = Some(Outcome::Runtime(Error::TimedOut {
+                        after: Duration::from_millis(millis),
+                        left_running: false,
+                    }));
                 }
                 _ => return Err("a frame has an unknown tag"),
             }
@@ -361,6 +374,16 @@ mod tests {
         assert!(
             matches!(record.outcome, Some(Outcome::Runtime(Error::InChild { message })) if message.contains("cookie 7"))
         );
+
+        let record = round_trip(Outcome::Runtime(Error::TimedOut {
+            after: Duration::from_millis(1500),
+            left_running: true,
+        }));
+        assert!(matches!(
+            record.outcome,
+            Some(Outcome::Runtime(Error::TimedOut { after, left_running: false }))
+                if after == Duration::from_millis(1500)
+        ));
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! What a network namespace looks like, gathered over netlink (rtnetlink
+//! and sock_diag, never `ip` or `ss`) and written in a few lines, in the
+//! spirit of `ip -br addr`, `ip route`, `ip neigh` and `ss -tuan`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType,
+};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+
+use crate::error::Error;
+use crate::netlink::{Request, SockDiag};
+use crate::netns::NetNs;
+use crate::topology::{Link, OperState};
+
+/// Writes the state of `ns`, under the heading `label`, indented for a
+/// failure report. A part that cannot be read says why, in its place.
+pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs) {
+    let _ = writeln!(out, "  {label}");
+    let links = ns.links();
+    let names: HashMap<u32, String> = match &links {
+        Ok(links) => links.iter().map(|l| (l.index, l.name.clone())).collect(),
+        Err(_) => HashMap::new(),
+    };
+    let name = |index: u32| {
+        names
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| format!("if{index}"))
+    };
+    section(
+        out,
+        "links",
+        links.map(|links| links.iter().map(link).collect()),
+    );
+    section(out, "routes", routes(ns, &name));
+    section(out, "neighbours", neighbours(ns, &name));
+    section(out, "sockets", sockets(ns));
+}
+
+/// Writes one part: its name, then one line per item.
+fn section(out: &mut String, name: &str, lines: Result<Vec<String>, Error>) {
+    let lines = match lines {
+        Ok(lines) if lines.is_empty() => vec!["none".to_owned()],
+        Ok(lines) => lines,
+        Err(error) => vec![format!("unreadable: {error}")],
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let heading = if i == 0 { name } else { "" };
+        let _ = writeln!(out, "    {heading:<11}{line}");
+    }
+}
+
+fn link(link: &Link) -> String {
+    let state = match (link.up, link.state) {
+        (false, _) => "DOWN",
+        (true, OperState::Up) => "UP",
+        (true, OperState::Down) => "NO-CARRIER",
+        (true, OperState::LowerLayerDown) => "LOWER-DOWN",
+        (true, OperState::Unknown) => "UNKNOWN",
+        (true, OperState::Other) => "OTHER",
+    };
+    let mut line = format!("{:<10} {state:<10} mtu {}", link.name, link.mtu);
+    for address in &link.addresses {
+        let _ = write!(line, " {address}");
+    }
+    line
+}
+
+/// The main table's unicast routes, without the IPv6 link-local ones the
+/// kernel adds to every link.
+fn routes(ns: &NetNs, name: &impl Fn(u32) -> String) -> Result<Vec<String>, Error> {
+    let dumped = ns.request(
+        format_args!("list routes"),
+        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        Request::Dump,
+    )?;
+    Ok(dumped
+        .into_iter()
+        .filter_map(|message| match message {
+            RouteNetlinkMessage::NewRoute(route) => route_line(route, name),
+            _ => None,
+        })
+        .collect())
+}
+
+fn route_line(route: RouteMessage, name: &impl Fn(u32) -> String) -> Option<String> {
+    let header = route.header;
+    let mut table = u32::from(header.table);
+    let (mut destination, mut gateway, mut device, mut source) = (None, None, None, None);
+    for attribute in route.attributes {
+        match attribute {
+            RouteAttribute::Table(id) => table = id,
+            RouteAttribute::Destination(address) => destination = ip(address),
+            RouteAttribute::Gateway(address) => gateway = ip(address),
+            RouteAttribute::PrefSource(address) => source = ip(address),
+            RouteAttribute::Oif(index) => device = Some(name(index)),
+            _ => {}
+        }
+    }
+    let link_local = matches!(destination, Some(IpAddr::V6(v6)) if v6.is_unicast_link_local());
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN)
+        || header.kind != RouteType::Unicast
+        || (link_local && header.protocol == RouteProtocol::Kernel)
+    {
+        return None;
+    }
+    let mut line = match destination {
+        Some(address) => format!("{address}/{}", header.destination_prefix_length),
+        None => "default".to_owned(),
+    };
+    if let Some(gateway) = gateway {
+        let _ = write!(line, " via {gateway}");
+    }
+    if let Some(device) = device {
+        let _ = write!(line, " dev {device}");
+    }
+    if let Some(source) = source {
+        let _ = write!(line, " src {source}");
+    }
+    Some(line)
+}
+
+fn ip(address: RouteAddress) -> Option<IpAddr> {
+    match address {
+        RouteAddress::Inet(v4) => Some(v4.into()),
+        RouteAddress::Inet6(v6) => Some(v6.into()),
+        _ => None,
+    }
+}
+
+/// The neighbour caches, without the entries that need no resolution.
+fn neighbours(ns: &NetNs, name: &impl Fn(u32) -> String) -> Result<Vec<String>, Error> {
+    let dumped = ns.request(
+        format_args!("list neighbours"),
+        RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+        Request::Dump,
+    )?;
+    Ok(dumped
+        .into_iter()
+        .filter_map(|message| match message {
+            RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_line(neighbour, name),
+            _ => None,
+        })
+        .collect())
+}
+
+fn neighbour_line(neighbour: NeighbourMessage, name: &impl Fn(u32) -> String) -> Option<String> {
+    let state = match neighbour.header.state {
+        NeighbourState::Noarp | NeighbourState::None => return None,
+        NeighbourState::Incomplete => "INCOMPLETE".to_owned(),
+        NeighbourState::Reachable => "REACHABLE".to_owned(),
+        NeighbourState::Stale => "STALE".to_owned(),
+        NeighbourState::Delay => "DELAY".to_owned(),
+        NeighbourState::Probe => "PROBE".to_owned(),
+        NeighbourState::Failed => "FAILED".to_owned(),
+        NeighbourState::Permanent => "PERMANENT".to_owned(),
+        NeighbourState::Other(state) => format!("state {state:#x}"),
+        other => format!("{other:?}"),
+    };
+    let mut destination = None;
+    let mut lladdr = None;
+    for attribute in neighbour.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                destination = Some(IpAddr::from(v4));
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                destination = Some(IpAddr::from(v6));
+            }
+            NeighbourAttribute::LinkLocalAddress(bytes) => lladdr = Some(mac(&bytes)),
+            _ => {}
+        }
+    }
+    let mut line = format!("{} dev {}", destination?, name(neighbour.header.ifindex));
+    if let Some(lladdr) = lladdr {
+        let _ = write!(line, " lladdr {lladdr}");
+    }
+    let _ = write!(line, " {state}");
+    Some(line)
+}
+
+fn mac(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    hex.join(":")
+}
+
+/// TCP and UDP sockets of both families, as sock_diag lists them.
+fn sockets(ns: &NetNs) -> Result<Vec<String>, Error> {
+    let failed = |source| Error::Netlink {
+        step: "list sockets (sock_diag)".into(),
+        source,
+    };
+    let mut diag = ns.run(SockDiag::open)?.map_err(failed)?;
+    let mut lines = Vec::new();
+    for (protocol, proto_name) in [(IPPROTO_TCP, "tcp"), (IPPROTO_UDP, "udp")] {
+        for family in [AF_INET, AF_INET6] {
+            let socket_id = match family {
+                AF_INET => SocketId::new_v4(),
+                _ => SocketId::new_v6(),
+            };
+            let request = SockDiagMessage::InetRequest(InetRequest {
+                family,
+                protocol,
+                extensions: ExtensionFlags::empty(),
+                states: StateFlags::all(),
+                socket_id,
+            });
+            for answer in diag.request(request, Request::Dump).map_err(failed)? {
+                if let SockDiagMessage::InetResponse(response) = answer {
+                    let header = &response.header;
+                    lines.push(socket_line(
+                        proto_name,
+                        header.state,
+                        &header.socket_id,
+                        header.recv_queue,
+                        header.send_queue,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(lines)
+}
+
+fn socket_line(
+    protocol: &str,
+    state: u8,
+    id: &SocketId,
+    recv_queue: u32,
+    send_queue: u32,
+) -> String {
+    // The kernel's TCP states (`include/net/tcp_states.h`); a UDP socket is
+    // ESTABLISHED when connected, CLOSE when not.
+    let state = match (protocol, state) {
+        ("udp", 7) => "UNCONN",
+        (_, 1) => "ESTAB",
+        (_, 2) => "SYN-SENT",
+        (_, 3) => "SYN-RECV",
+        (_, 4) => "FIN-WAIT-1",
+        (_, 5) => "FIN-WAIT-2",
+        (_, 6) => "TIME-WAIT",
+        (_, 7) => "CLOSE",
+        (_, 8) => "CLOSE-WAIT",
+        (_, 9) => "LAST-ACK",
+        (_, 10) => "LISTEN",
+        (_, 11) => "CLOSING",
+        _ => "UNKNOWN",
+    };
+    let endpoint = |address: IpAddr, port: u16| match address {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    };
+    let mut line = format!(
+        "{protocol} {state:<10} {}",
+        endpoint(id.source_address, id.source_port)
+    );
+    if id.destination_port != 0 {
+        let _ = write!(
+            line,
+            " -> {}",
+            endpoint(id.destination_address, id.destination_port)
+        );
+    }
+    if state != "LISTEN" && (recv_queue != 0 || send_queue != 0) {
+        let _ = write!(line, " (recv-q {recv_queue}, send-q {send_queue})");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_read_like_ss() {
+        let mut id = SocketId::new_v4();
+        id.source_address = "10.0.0.1".parse().unwrap();
+        id.source_port = 40000;
+        id.destination_address = "10.0.0.2".parse().unwrap();
+        id.destination_port = 80;
+        assert_eq!(
+            socket_line("tcp", 1, &id, 3, 0),
+            "tcp ESTAB      10.0.0.1:40000 -> 10.0.0.2:80 (recv-q 3, send-q 0)"
+        );
+        let mut listening = SocketId::new_v6();
+        listening.source_port = 80;
+        assert_eq!(
+            socket_line("tcp", 10, &listening, 0, 128),
+            "tcp LISTEN     [::]:80"
+        );
+        assert_eq!(
+            socket_line("udp", 7, &listening, 0, 0),
+            "udp UNCONN     [::]:80"
+        );
+    }
+}
