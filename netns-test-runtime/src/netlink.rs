@@ -215,10 +215,15 @@ fn parse_datagram<M: NetlinkDeserializable + Debug>(
 /// unique among all namespaces since boot.
 pub(crate) fn netns_cookie() -> Result<u64, NetlinkError> {
     let socket = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+    netns_cookie_of(socket.as_fd())
+}
+
+/// The cookie of the network namespace `socket` was made in.
+pub(crate) fn netns_cookie_of(socket: BorrowedFd<'_>) -> Result<u64, NetlinkError> {
     let mut cookie = 0u64;
     let mut len = std::mem::size_of::<u64>() as nix::libc::socklen_t;
     // SAFETY: `cookie` and `len` are valid for writes, `len` holds the size
-    // of `cookie`, and the socket is open.
+    // of `cookie`, and the socket is open while borrowed.
     let done = unsafe {
         nix::libc::getsockopt(
             std::os::fd::AsRawFd::as_raw_fd(&socket),

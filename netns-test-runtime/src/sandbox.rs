@@ -81,7 +81,7 @@ impl Sandbox {
             if test.sysfs {
                 private_sysfs()?;
             }
-            let here = NsKey::of_this_thread()?;
+            let here = NsKey::of_this_thread_by(&rtnl)?;
             ensure_isolated(here, harness_ns()?)?;
             let evidence = Evidence::open(test, here, rtnl)?;
             let call = test.body.ready(NetNs::current)?;
