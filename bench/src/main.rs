@@ -7,8 +7,9 @@
 //!   (`src/lib.rs`);
 //! - a plain thread spawn and join;
 //! - one trivial `#[netns_test]` through the runtime, in thread, helper and
-//!   process mode (and in helper mode as uid 65534, when run as root), each
-//!   in alternating rounds with the floor in the same process;
+//!   process mode (and in helper mode as uid 65534, when run as root), and
+//!   in thread mode with packet capture on, each in alternating rounds with
+//!   the floor in the same process;
 //! - 500 floors one after another and from 2 threads at once, whose ratio is
 //!   the parallelism the kernel allows (it serialises namespace creation);
 //! - 500 trivial `#[netns_test]`s against the same 500 plain `#[test]`s, run
@@ -49,10 +50,22 @@ fn main() {
             })
             .collect::<Vec<_>>(),
     );
-    let thread = measure(&speed, "thread", false);
-    let helper = measure(&speed, "helper", false);
-    let helper_unprivileged = measure(&speed, "auto", true);
-    let process = measure(&speed, "process", false);
+    let thread = measure(&speed, "thread", false, &[]);
+    let helper = measure(&speed, "helper", false, &[]);
+    let helper_unprivileged = measure(&speed, "auto", true, &[]);
+    let process = measure(&speed, "process", false, &[]);
+    let captures = std::env::temp_dir().join(format!("netns-test-bench-{}", std::process::id()));
+    let captures_dir = captures.to_string_lossy().into_owned();
+    let capture_failed = measure(
+        &speed,
+        "thread",
+        false,
+        &[
+            ("NETNS_TEST_CAPTURE", "failed"),
+            ("NETNS_TEST_CAPTURE_DIR", &captures_dir),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&captures);
 
     let Some(thread) = thread.filter(|thread| !thread.floor.is_empty()) else {
         println!("thread mode and the floor need root: run the benchmark as root");
@@ -83,6 +96,10 @@ fn main() {
         ratio(thread_median, floor)
     );
     for (name, measured) in [
+        (
+            "thread mode, capture on (NETNS_TEST_CAPTURE=failed, test passes)",
+            &capture_failed,
+        ),
         ("helper mode, root", &helper),
         (
             "helper mode, uid 65534 (chosen automatically)",
@@ -304,7 +321,7 @@ fn speed_binary() -> String {
 
 /// Runs the speed binary's `measure_one` in `mode`; `unprivileged` runs it
 /// as uid 65534 when this process is root. `None` when it cannot run.
-fn measure(speed: &str, mode: &str, unprivileged: bool) -> Option<Measured> {
+fn measure(speed: &str, mode: &str, unprivileged: bool, env: &[(&str, &str)]) -> Option<Measured> {
     let mut command = if unprivileged {
         if !nix::unistd::geteuid().is_root() {
             return None;
@@ -325,6 +342,7 @@ fn measure(speed: &str, mode: &str, unprivileged: bool) -> Option<Measured> {
     let output = command
         .args(["measure_one", "--exact", "--ignored", "--nocapture"])
         .env("NETNS_TEST_MODE", mode)
+        .envs(env.iter().copied())
         .output()
         .ok()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
