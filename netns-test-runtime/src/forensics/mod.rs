@@ -84,10 +84,14 @@ fn find(key: NsKey) -> Option<Arc<Evidence>> {
 impl Evidence {
     /// Opens the evidence of `test`, whose body is about to run on the
     /// calling thread, inside the namespace keyed `here`; `own` is a socket
-    /// made in it. Starts the capture when it is asked for.
-    pub(crate) fn open(test: &'static Test, here: NsKey, own: Rtnl) -> Result<Arc<Self>, Error> {
+    /// made in it. Starts the capture when `mode` asks for it.
+    pub(crate) fn open(
+        test: &'static Test,
+        here: NsKey,
+        own: Rtnl,
+        mode: env::Capture,
+    ) -> Result<Arc<Self>, Error> {
         install_panic_hook();
-        let mode = capture_mode(test)?;
         let capture = match mode {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(capture_file(test)?)?),
@@ -202,11 +206,13 @@ impl Drop for Evidence {
 
 /// Readies the process for `test`, on the thread that runs it, outside its
 /// namespace: where its packets are to be captured, the capture thread.
-pub(crate) fn ready_for(test: &Test) -> Result<(), Error> {
-    match capture_mode(test)? {
-        env::Capture::Off => Ok(()),
-        env::Capture::Failed | env::Capture::All => capture::start_service(),
+/// Returns how they are captured, for [`Evidence::open`].
+pub(crate) fn ready_for(test: &Test) -> Result<env::Capture, Error> {
+    let mode = capture_mode(test)?;
+    if mode != env::Capture::Off {
+        capture::start_service()?;
     }
+    Ok(mode)
 }
 
 /// Whether and how `test`'s packets are captured.

@@ -79,18 +79,28 @@ fn link(link: &Link) -> String {
 /// The main table's unicast routes, without the IPv6 link-local ones the
 /// kernel adds to every link.
 fn routes(ns: &NetNs, name: &impl Fn(u32) -> String) -> Result<Vec<String>, Error> {
-    let dumped = ns.request(
+    let request = RouteNetlinkMessage::GetRoute(RouteMessage::default());
+    dump(
+        ns,
         format_args!("list routes"),
-        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-        Request::Dump,
-    )?;
-    Ok(dumped
-        .into_iter()
-        .filter_map(|message| match message {
+        request,
+        |message| match message {
             RouteNetlinkMessage::NewRoute(route) => route_line(route, name),
             _ => None,
-        })
-        .collect())
+        },
+    )
+}
+
+/// Dumps objects of `ns` with `request`, and writes the lines `line` makes
+/// of those it keeps.
+fn dump(
+    ns: &NetNs,
+    step: std::fmt::Arguments<'_>,
+    request: RouteNetlinkMessage,
+    line: impl FnMut(RouteNetlinkMessage) -> Option<String>,
+) -> Result<Vec<String>, Error> {
+    let dumped = ns.request(step, request, Request::Dump)?;
+    Ok(dumped.into_iter().filter_map(line).collect())
 }
 
 fn route_line(route: RouteMessage, name: &impl Fn(u32) -> String) -> Option<String> {
@@ -140,18 +150,16 @@ fn ip(address: RouteAddress) -> Option<IpAddr> {
 
 /// The neighbour caches, without the entries that need no resolution.
 fn neighbours(ns: &NetNs, name: &impl Fn(u32) -> String) -> Result<Vec<String>, Error> {
-    let dumped = ns.request(
+    let request = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
+    dump(
+        ns,
         format_args!("list neighbours"),
-        RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-        Request::Dump,
-    )?;
-    Ok(dumped
-        .into_iter()
-        .filter_map(|message| match message {
+        request,
+        |message| match message {
             RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_line(neighbour, name),
             _ => None,
-        })
-        .collect())
+        },
+    )
 }
 
 fn neighbour_line(neighbour: NeighbourMessage, name: &impl Fn(u32) -> String) -> Option<String> {

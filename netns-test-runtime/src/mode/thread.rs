@@ -242,9 +242,10 @@ pub(crate) fn run_on_named_thread(
     timeout: Option<Duration>,
     body: Option<&Arc<BodyThread>>,
 ) -> ThreadRun {
-    if let Err(error) = crate::forensics::ready_for(test) {
-        return ThreadRun::Ran(Outcome::Runtime(error));
-    }
+    let capture = match crate::forensics::ready_for(test) {
+        Ok(capture) => capture,
+        Err(error) => return ThreadRun::Ran(Outcome::Runtime(error)),
+    };
     let body = body.cloned();
     let (done, report) = mpsc::sync_channel(1);
     // The body's evidence, for a report at its timeout.
@@ -257,7 +258,7 @@ pub(crate) fn run_on_named_thread(
             if let Some(body) = &body {
                 let _ = body.tid.set(gettid().as_raw());
             }
-            let ran = match sandbox.prepare(test) {
+            let ran = match sandbox.prepare(test, capture) {
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
                 Ok(prepared) => {
