@@ -47,11 +47,18 @@ impl Outcome {
         match (self, should_panic) {
             (Outcome::Passed, ShouldPanic::No) => false,
             (Outcome::Passed, _) | (Outcome::Returned(_) | Outcome::Runtime(_), _) => true,
-            (Outcome::Panicked(_), ShouldPanic::No) => true,
-            (Outcome::Panicked(_), ShouldPanic::Yes) => false,
-            (Outcome::Panicked(payload), ShouldPanic::WithMessage(expected)) => {
-                !panic_message(payload.as_ref()).is_some_and(|message| message.contains(expected))
-            }
+            (Outcome::Panicked(payload), _) => panic_fails(payload.as_ref(), should_panic),
+        }
+    }
+}
+
+/// Whether libtest fails a test whose body panicked with `payload`.
+pub(crate) fn panic_fails(payload: &(dyn Any + Send), should_panic: ShouldPanic) -> bool {
+    match should_panic {
+        ShouldPanic::No => true,
+        ShouldPanic::Yes => false,
+        ShouldPanic::WithMessage(expected) => {
+            !panic_message(payload).is_some_and(|message| message.contains(expected))
         }
     }
 }

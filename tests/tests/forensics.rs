@@ -102,6 +102,14 @@ mod fixture {
         panic!("as expected");
     }
 
+    #[netns_test]
+    #[should_panic(expected = "another message")]
+    #[ignore]
+    fn panics_with_the_wrong_message() {
+        let _listener = TcpListener::bind("127.0.0.1:7878").expect("bind 7878");
+        panic!("not the expected one");
+    }
+
     #[netns_test(capture)]
     #[ignore]
     fn asks_for_capture_and_fails(ns: &NetNs) {
@@ -298,6 +306,25 @@ fn a_panic_shows_the_network_as_it_was_at_the_panic() {
             !output.contains("its packets"),
             "{mode}: capture is off:\n{output}"
         );
+    }
+}
+
+/// A `should_panic` test whose panic is not the one expected fails, and
+/// shows its network at that panic.
+#[test]
+fn an_unexpected_panic_shows_the_network_at_the_panic() {
+    for mode in MODES {
+        let report = run("panics_with_the_wrong_message", mode, &[]);
+        let output = report.failure_output("fixture::panics_with_the_wrong_message");
+        for expected in [
+            "the network of `fixture::panics_with_the_wrong_message` at its panic:",
+            "tcp LISTEN     127.0.0.1:7878",
+        ] {
+            assert!(
+                output.contains(expected),
+                "{mode}: no {expected:?} in:\n{output}"
+            );
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::env;
 use crate::error::Error;
 use crate::netlink::Rtnl;
 use crate::netns::{NetNs, NsKey};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, panic_fails};
 use crate::test::Test;
 
 use self::capture::Capture;
@@ -297,17 +297,23 @@ fn install_panic_hook() {
     INSTALLED.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-            record_at_panic();
+            record_at_panic(info);
             previous(info);
         }));
     });
 }
 
-fn record_at_panic() {
+/// Takes the state of the test the panicking thread belongs to, unless the
+/// panic is one its `should_panic` expects: the test then passes, and pays
+/// for nothing.
+fn record_at_panic(info: &PanicHookInfo<'_>) {
     if IN_HOOK.with(|in_hook| in_hook.replace(true)) {
         return;
     }
-    if let Some(evidence) = NsKey::of_this_thread().ok().and_then(find) {
+    let evidence = NsKey::of_this_thread().ok().and_then(find);
+    if let Some(evidence) =
+        evidence.filter(|evidence| panic_fails(info.payload(), evidence.test.should_panic))
+    {
         let state = evidence.state();
         *evidence
             .at_panic
