@@ -99,12 +99,13 @@ impl std::fmt::Display for NsKey {
     }
 }
 
-/// Moves the calling thread into a new network namespace and settles it.
+/// Moves the calling thread into a new network namespace and settles it;
+/// returns the rtnetlink socket that brought its `lo` up.
 ///
 /// The namespace lives as long as a thread or a file descriptor holds it.
-pub(crate) fn unshare_fresh() -> Result<(), Error> {
+pub(crate) fn unshare_fresh() -> Result<Rtnl, Error> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(|source| Error::Unshare { source })?;
-    settle_fresh().map(drop)
+    settle_fresh()
 }
 
 /// The forwarding settings a new namespace copies from the host's initial
@@ -266,8 +267,8 @@ impl NetNs {
         let (ns, key) = thread::Builder::new()
             .name("netns-test-new".into())
             .spawn(|| {
-                unshare_fresh()?;
-                Ok::<_, Error>((NetNs::current()?, NsKey::of_this_thread()?))
+                let rtnl = unshare_fresh()?;
+                Ok::<_, Error>((NetNs::current()?, NsKey::of_this_thread_by(&rtnl)?))
             })
             .map_err(|source| Error::SpawnThread {
                 step: "creating a network namespace",
