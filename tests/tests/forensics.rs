@@ -195,6 +195,13 @@ fn run(fixture: &str, mode: &str, env: &[(&str, &str)]) -> Report {
     )
 }
 
+/// Asserts that a failure's `output`, under `mode`, has each of `lines`.
+fn assert_shows(mode: &str, output: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(output.contains(line), "{mode}: no {line:?} in:\n{output}");
+    }
+}
+
 /// Runs `fixture` in `mode` with its captures going to `dir`, and
 /// `NETNS_TEST_CAPTURE` set to `capture` when given.
 fn run_capturing(fixture: &str, mode: &str, capture: Option<&str>, dir: &Path) -> Report {
@@ -282,26 +289,25 @@ fn a_panic_shows_the_network_as_it_was_at_the_panic() {
     for mode in MODES {
         let report = run("panics_with_sockets_open", mode, &[]);
         let output = report.failure_output("fixture::panics_with_sockets_open");
-        for expected in [
-            "netns-test: the network of `fixture::panics_with_sockets_open` at its panic:",
-            "  test: the test's own namespace",
-            "lo         UNKNOWN    mtu 65536 127.0.0.1/8 ::1/128",
-            "a0         UP         mtu 1500 10.9.0.1/24",
-            "10.9.0.0/24 dev a0 src 10.9.0.1",
-            "10.9.0.2 dev a0 lladdr ",
-            // Held by the body, and dropped by the unwinding after the panic.
-            "tcp LISTEN     127.0.0.1:7878",
-            "tcp ESTAB      127.0.0.1:7878 -> 127.0.0.1:",
-            "udp UNCONN     0.0.0.0:5353",
-            "  ns2: made by NetNs::new",
-            "b0         UP         mtu 1500 10.9.0.2/24",
-            "udp UNCONN     10.9.0.2:9999",
-        ] {
-            assert!(
-                output.contains(expected),
-                "{mode}: no {expected:?} in:\n{output}"
-            );
-        }
+        assert_shows(
+            mode,
+            output,
+            &[
+                "netns-test: the network of `fixture::panics_with_sockets_open` at its panic:",
+                "  test: the test's own namespace",
+                "lo         UNKNOWN    mtu 65536 127.0.0.1/8 ::1/128",
+                "a0         UP         mtu 1500 10.9.0.1/24",
+                "10.9.0.0/24 dev a0 src 10.9.0.1",
+                "10.9.0.2 dev a0 lladdr ",
+                // Held by the body, and dropped by the unwinding after the panic.
+                "tcp LISTEN     127.0.0.1:7878",
+                "tcp ESTAB      127.0.0.1:7878 -> 127.0.0.1:",
+                "udp UNCONN     0.0.0.0:5353",
+                "  ns2: made by NetNs::new",
+                "b0         UP         mtu 1500 10.9.0.2/24",
+                "udp UNCONN     10.9.0.2:9999",
+            ],
+        );
         assert!(
             !output.contains("its packets"),
             "{mode}: capture is off:\n{output}"
@@ -316,15 +322,14 @@ fn an_unexpected_panic_shows_the_network_at_the_panic() {
     for mode in MODES {
         let report = run("panics_with_the_wrong_message", mode, &[]);
         let output = report.failure_output("fixture::panics_with_the_wrong_message");
-        for expected in [
-            "the network of `fixture::panics_with_the_wrong_message` at its panic:",
-            "tcp LISTEN     127.0.0.1:7878",
-        ] {
-            assert!(
-                output.contains(expected),
-                "{mode}: no {expected:?} in:\n{output}"
-            );
-        }
+        assert_shows(
+            mode,
+            output,
+            &[
+                "the network of `fixture::panics_with_the_wrong_message` at its panic:",
+                "tcp LISTEN     127.0.0.1:7878",
+            ],
+        );
     }
 }
 
@@ -333,28 +338,26 @@ fn an_err_and_a_timeout_show_the_network_too() {
     for mode in MODES {
         let report = run("returns_err", mode, &[]);
         let output = report.failure_output("fixture::returns_err");
-        for expected in [
-            "the network of `fixture::returns_err` when it returned Err:",
-            "a0         UP         mtu 1500 10.9.0.1/24",
-            "  ns2: made by NetNs::new",
-        ] {
-            assert!(
-                output.contains(expected),
-                "{mode}: no {expected:?} in:\n{output}"
-            );
-        }
+        assert_shows(
+            mode,
+            output,
+            &[
+                "the network of `fixture::returns_err` when it returned Err:",
+                "a0         UP         mtu 1500 10.9.0.1/24",
+                "  ns2: made by NetNs::new",
+            ],
+        );
         let report = run("times_out_listening", mode, &[]);
         let output = report.failure_output("fixture::times_out_listening");
-        for expected in [
-            "the network of `fixture::times_out_listening` when it timed out, still running:",
-            "tcp LISTEN     127.0.0.1:7979",
-            "timed out after 1s",
-        ] {
-            assert!(
-                output.contains(expected),
-                "{mode}: no {expected:?} in:\n{output}"
-            );
-        }
+        assert_shows(
+            mode,
+            output,
+            &[
+                "the network of `fixture::times_out_listening` when it timed out, still running:",
+                "tcp LISTEN     127.0.0.1:7979",
+                "timed out after 1s",
+            ],
+        );
     }
 }
 
