@@ -21,6 +21,28 @@ pub(crate) fn var(name: &'static str, expected: &'static str) -> Result<Option<S
     }
 }
 
+/// The value of `name` among `choices`, each a text and what it means;
+/// `unset` when the variable is not set. Any other value is an error that
+/// names the variable and `expected`.
+pub(crate) fn choice<T: Copy>(
+    name: &'static str,
+    expected: &'static str,
+    unset: T,
+    choices: &[(&str, T)],
+) -> Result<T, Error> {
+    let Some(value) = var(name, expected)? else {
+        return Ok(unset);
+    };
+    match choices.iter().find(|(text, _)| *text == value) {
+        Some(&(_, meaning)) => Ok(meaning),
+        None => Err(Error::BadEnv {
+            name,
+            value,
+            expected,
+        }),
+    }
+}
+
 /// What to do with a test where no mode works: `NETNS_TEST_UNAVAILABLE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unavailable {
@@ -32,16 +54,12 @@ pub(crate) enum Unavailable {
 
 /// Reads `NETNS_TEST_UNAVAILABLE`.
 pub(crate) fn unavailable() -> Result<Unavailable, Error> {
-    const EXPECTED: &str = "`skip` or `fail`";
-    match var("NETNS_TEST_UNAVAILABLE", EXPECTED)?.as_deref() {
-        None | Some("fail") => Ok(Unavailable::Fail),
-        Some("skip") => Ok(Unavailable::Skip),
-        Some(other) => Err(Error::BadEnv {
-            name: "NETNS_TEST_UNAVAILABLE",
-            value: other.to_owned(),
-            expected: EXPECTED,
-        }),
-    }
+    choice(
+        "NETNS_TEST_UNAVAILABLE",
+        "`skip` or `fail`",
+        Unavailable::Fail,
+        &[("fail", Unavailable::Fail), ("skip", Unavailable::Skip)],
+    )
 }
 
 /// Reads `NETNS_TEST_TIMEOUT`, the timeout of tests that set none.
@@ -78,17 +96,16 @@ pub(crate) enum Capture {
 
 /// Reads `NETNS_TEST_CAPTURE`.
 pub(crate) fn capture() -> Result<Capture, Error> {
-    const EXPECTED: &str = "`off`, `failed` or `all`";
-    match var("NETNS_TEST_CAPTURE", EXPECTED)?.as_deref() {
-        None | Some("off") => Ok(Capture::Off),
-        Some("failed") => Ok(Capture::Failed),
-        Some("all") => Ok(Capture::All),
-        Some(other) => Err(Error::BadEnv {
-            name: "NETNS_TEST_CAPTURE",
-            value: other.to_owned(),
-            expected: EXPECTED,
-        }),
-    }
+    choice(
+        "NETNS_TEST_CAPTURE",
+        "`off`, `failed` or `all`",
+        Capture::Off,
+        &[
+            ("off", Capture::Off),
+            ("failed", Capture::Failed),
+            ("all", Capture::All),
+        ],
+    )
 }
 
 /// Reads `NETNS_TEST_CAPTURE_DIR`, where capture files go.

@@ -42,20 +42,18 @@ impl From<Fallback> for Mode {
 
 /// What `NETNS_TEST_MODE` asks for.
 pub(crate) fn requested() -> Result<Requested, Error> {
-    const EXPECTED: &str = "`thread`, `helper`, `process` or `auto`";
-    let Some(value) = env::var("NETNS_TEST_MODE", EXPECTED)? else {
-        return Ok(Requested::Auto);
-    };
-    [Mode::Thread, Mode::Helper, Mode::Process]
-        .into_iter()
-        .find(|mode| mode.as_str() == value)
-        .map(Requested::Forced)
-        .or_else(|| matches!(value.as_str(), "" | "auto").then_some(Requested::Auto))
-        .ok_or(Error::BadEnv {
-            name: "NETNS_TEST_MODE",
-            value,
-            expected: EXPECTED,
-        })
+    env::choice(
+        "NETNS_TEST_MODE",
+        "`thread`, `helper`, `process` or `auto`",
+        Requested::Auto,
+        &[
+            ("thread", Requested::Forced(Mode::Thread)),
+            ("helper", Requested::Forced(Mode::Helper)),
+            ("process", Requested::Forced(Mode::Process)),
+            ("auto", Requested::Auto),
+            ("", Requested::Auto),
+        ],
+    )
 }
 
 /// The mode for this process's next test.
