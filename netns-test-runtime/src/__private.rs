@@ -94,13 +94,26 @@ impl AsyncRuntime for Tokio {
         };
         // Worker and blocking threads are spawned from this thread, so they
         // start in its network namespace.
+        if crate::fault::injected(crate::fault::Fault::AsyncRuntimeThreads) {
+            // A stack no thread can have: the spawn fails, as it does out of
+            // threads, and tokio panics as it does then.
+            builder.thread_stack_size(usize::MAX / 2);
+        }
+        // tokio panics, rather than returning an error, when it cannot start
+        // a worker: caught here, or a `should_panic` test would pass on it.
         let built = match crate::fault::injected(crate::fault::Fault::AsyncRuntime) {
-            true => Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE)),
-            false => builder.enable_all().build(),
+            true => Ok(Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE))),
+            false => crate::outcome::catch(|| builder.enable_all().build()),
         };
         match built {
-            Ok(runtime) => runtime.block_on(body),
-            Err(source) => crate::outcome::fail_runtime(crate::Error::AsyncRuntime { source }),
+            Ok(Ok(runtime)) => runtime.block_on(body),
+            Ok(Err(source)) => crate::outcome::fail_runtime(crate::Error::AsyncRuntime { source }),
+            Err(payload) => {
+                let message = crate::outcome::panic_message(payload.as_ref())
+                    .unwrap_or("a panic without a message")
+                    .to_owned();
+                crate::outcome::fail_runtime(crate::Error::AsyncRuntimePanicked { message })
+            }
         }
     }
 }

@@ -201,6 +201,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Building the async runtime of an `async` test panicked, as tokio
+    /// does when it cannot start a worker thread (`RLIMIT_NPROC`, a
+    /// cgroup's `pids.max`, memory for the threads' stacks).
+    #[error(
+        "build the tokio runtime of the async test: it panicked: {message}; is the process out of threads (RLIMIT_NPROC, a cgroup's pids.max) or memory? Fewer `threads`, or a higher limit, lets it start"
+    )]
+    AsyncRuntimePanicked {
+        /// The panic's message.
+        message: String,
+    },
     /// Making the private sysfs of `#[netns_test(sysfs)]` failed.
     #[error(
         "{step}: {source}; `sysfs` needs CAP_SYS_ADMIN over the test's namespaces, which every mode gives"

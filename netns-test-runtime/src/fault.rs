@@ -23,6 +23,13 @@ pub(crate) enum Fault {
         expect(dead_code, reason = "only the tokio runtime is built")
     )]
     AsyncRuntime,
+    /// `async-runtime-threads`: an async test's runtime cannot start its
+    /// worker threads, and tokio panics while it is built.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        expect(dead_code, reason = "only the tokio runtime is built")
+    )]
+    AsyncRuntimeThreads,
 }
 
 impl Fault {
@@ -32,6 +39,7 @@ impl Fault {
             Fault::ForwardingHost => "forwarding-host",
             Fault::EarlyThreads => "early-threads",
             Fault::AsyncRuntime => "async-runtime",
+            Fault::AsyncRuntimeThreads => "async-runtime-threads",
         }
     }
 }
