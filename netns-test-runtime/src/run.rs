@@ -106,7 +106,7 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
                 }
             }
             if !matches!(outcome, Outcome::Passed) {
-                let left = thread::threads_left();
+                let left = thread::threads_left_before(test);
                 if !left.is_empty() {
                     eprintln!(
                         "netns-test: earlier tests left threads in their network namespaces, which this test may have used: {}; see #[netns_test(process)]",

@@ -49,6 +49,24 @@ mod fixture {
         }
     }
 
+    /// Forks children that exit, with 0 and with 3, as rtnetlink's
+    /// `NetworkNamespace::add` does: their exits are their own.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn forks_children_that_exit() {
+        for code in [0, 3] {
+            // SAFETY: the child only exits, as a forked child of a threaded
+            // process that calls exit(3) does; that is what is tested.
+            match unsafe { nix::unistd::fork() }.expect("fork") {
+                nix::unistd::ForkResult::Child => std::process::exit(code),
+                nix::unistd::ForkResult::Parent { child } => {
+                    let status = nix::sys::wait::waitpid(child, None).expect("wait for it");
+                    assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, code));
+                }
+            }
+        }
+    }
+
     #[netns_test]
     #[ignore = "fixture"]
     fn shadowed() {}
@@ -71,6 +89,15 @@ mod fixture {
         panic!("the body's own panic");
     }
 
+    /// Expects a panic about spawning: tokio's, if it cannot start its
+    /// workers, must not count.
+    #[netns_test(threads = 2)]
+    #[ignore = "fixture"]
+    #[should_panic(expected = "spawn")]
+    async fn should_panic_about_spawning() {
+        panic!("the body's own panic, which never comes: cannot spawn");
+    }
+
     #[netns_test]
     #[ignore = "fixture"]
     fn binds_port_80() {
@@ -86,22 +113,40 @@ mod fixture {
         nix::sched::setns(main, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
     }
 
-    /// Starts a process, which starts another in the background, and waits
-    /// until both have written their pids to `$NETNS_TEST_PIDS`.
+    /// Starts processes in every way that leaves one behind, each of which
+    /// writes its pid to `$NETNS_TEST_PIDS`, and waits for all five: a
+    /// process that starts another in the background; a shell's background
+    /// job, whose shell has ended; a daemon that left its parent (`setsid
+    /// -f`); and a server in a second namespace of the test.
     fn start_processes() {
         let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
-        let script = "sleep 120 & echo $! >> \"$0\"; echo $$ >> \"$0\"; exec sleep 120";
-        #[expect(
-            clippy::zombie_processes,
-            reason = "left running on purpose: netns-test must end it"
-        )]
-        std::process::Command::new("sh")
-            .args(["-c", script, &file])
-            .spawn()
-            .expect("start sh");
-        while std::fs::read_to_string(&file).map_or(0, |pids| pids.lines().count()) < 2 {
+        let sh = |script: &str| {
+            let mut command = std::process::Command::new("sh");
+            command.args(["-c", script, &file]);
+            command
+        };
+        let mut started = Vec::new();
+        started.push(
+            sh("sleep 120 & echo $! >> \"$0\"; echo $$ >> \"$0\"; exec sleep 120")
+                .spawn()
+                .expect("start sh"),
+        );
+        let status = sh("sleep 120 </dev/null >/dev/null 2>&1 & echo $! >> \"$0\"")
+            .status()
+            .expect("run sh");
+        assert!(status.success(), "the background job: {status}");
+        let mut daemon = std::process::Command::new("setsid");
+        daemon.args(["-f", "sh", "-c", "echo $$ >> \"$0\"; exec sleep 120", &file]);
+        let status = daemon.status().expect("run setsid");
+        assert!(status.success(), "the daemon: {status}");
+        let server = NetNs::new().expect("a second namespace");
+        let spawned = server.run(|| sh("echo $$ >> \"$0\"; exec sleep 120").spawn());
+        started.push(spawned.expect("enter it").expect("start sh in it"));
+        while std::fs::read_to_string(&file).map_or(0, |pids| pids.lines().count()) < 5 {
             std::thread::sleep(Duration::from_millis(10));
         }
+        // Left running on purpose: netns-test must end them.
+        std::mem::forget(started);
     }
 
     /// Runs right after a test that left processes, in the same test binary
@@ -331,6 +376,26 @@ fn exit_zero_after_a_timeout_fails_the_run() {
     }
 }
 
+/// A child that the body forked, which calls `exit`, ends as it asked; the
+/// run goes on.
+#[test]
+fn a_forked_childs_exit_is_its_own() {
+    for mode in MODES {
+        let report = run_fixtures(
+            "fixture::forks_children_that_exit",
+            &["--ignored", "--exact"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        assert_eq!(
+            report.status("fixture::forks_children_that_exit"),
+            "ok",
+            "{mode}:\n{}",
+            report.output
+        );
+        assert!(report.success, "{mode}: the run failed:\n{}", report.output);
+    }
+}
+
 /// A copy of the process that the body forked never reports for it: the
 /// original's crash fails the test.
 #[test]
@@ -416,6 +481,35 @@ fn a_runtime_failure_is_not_the_bodys_panic() {
             output.contains("build the tokio runtime"),
             "{mode}:\n{output}"
         );
+        assert!(
+            output.contains("did not panic as expected"),
+            "{mode}:\n{output}"
+        );
+    }
+}
+
+/// When tokio panics while the runtime is built (here it cannot start its
+/// worker threads, by an injected fault), a `should_panic` test fails, even
+/// one whose expected message the panic holds.
+#[test]
+fn a_runtime_that_panics_while_built_is_not_the_bodys_panic() {
+    for mode in MODES {
+        let name = "fixture::should_panic_about_spawning";
+        let report = run_fixtures(
+            name,
+            &["--ignored", "--exact"],
+            &[
+                ("NETNS_TEST_MODE", mode),
+                ("__NETNS_TEST_FAULT", "async-runtime-threads"),
+            ],
+        );
+        assert_eq!(report.status(name), "FAILED", "{mode}:\n{}", report.output);
+        let output = report.failure_output(name);
+        assert!(
+            output.contains("build the tokio runtime of the async test: it panicked"),
+            "{mode}:\n{output}"
+        );
+        assert!(output.contains("spawn"), "{mode}:\n{output}");
         assert!(
             output.contains("did not panic as expected"),
             "{mode}:\n{output}"
@@ -529,7 +623,7 @@ fn nothing_the_body_started_outlives_the_test() {
             let checked = report.status("fixture::then_nothing_is_left");
             assert_eq!(checked, "ok", "{mode} {fixture}:\n{}", report.output);
             let started = pids_in(&pids);
-            assert_eq!(started.len(), 2, "{mode} {fixture}: {started:?}");
+            assert_eq!(started.len(), 5, "{mode} {fixture}: {started:?}");
             for pid in started {
                 assert!(
                     ends(pid),
@@ -562,7 +656,7 @@ fn nothing_the_body_started_outlives_a_killed_test_binary() {
             .spawn()
             .expect("start the fixture binary");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while pids_in(&pids).len() < 2 {
+        while pids_in(&pids).len() < 5 {
             assert!(
                 Instant::now() < deadline,
                 "{mode}: the body started nothing"

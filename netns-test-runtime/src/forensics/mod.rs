@@ -48,6 +48,9 @@ pub(crate) struct Evidence {
     /// test, in order, and how many more were made.
     made: Mutex<Vec<NetNs>>,
     not_kept: AtomicUsize,
+    /// The inodes of every namespace made with `NetNs::new` during the
+    /// test, kept or not: what runs in them ends with the test.
+    made_inodes: Mutex<Vec<u64>>,
     /// The keys under which the registry finds this test.
     keys: Mutex<Vec<NsKey>>,
     /// The state at the latest panic inside the test's namespaces.
@@ -101,6 +104,7 @@ impl Evidence {
             own,
             made: Mutex::new(Vec::new()),
             not_kept: AtomicUsize::new(0),
+            made_inodes: Mutex::new(Vec::new()),
             keys: Mutex::new(vec![here]),
             at_panic: Mutex::new(None),
             capture,
@@ -111,6 +115,14 @@ impl Evidence {
             .unwrap_or_else(PoisonError::into_inner)
             .push((here, Arc::downgrade(&evidence)));
         Ok(evidence)
+    }
+
+    /// The inodes of the namespaces made with `NetNs::new` during the test.
+    pub(crate) fn made_namespaces(&self) -> Vec<u64> {
+        self.made_inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The state of every namespace of the test, now.
@@ -256,6 +268,11 @@ pub(crate) fn adopt(ns: &NetNs, key: NsKey) -> Result<(), Error> {
     let Some(evidence) = NsKey::of_this_thread().ok().and_then(find) else {
         return Ok(());
     };
+    evidence
+        .made_inodes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(ns.inode());
     let label = {
         let mut made = evidence.made.lock().unwrap_or_else(PoisonError::into_inner);
         if made.len() == KEPT {

@@ -21,7 +21,6 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
@@ -31,6 +30,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, read};
+
+use crate::procfs;
 
 /// The signal the test process sends a reaper to stop it, and that the
 /// kernel sends it when the test process's thread that started it ends.
@@ -190,7 +191,9 @@ fn end_as(status: Option<WaitStatus>) -> ! {
     unsafe { libc::_exit(128 + signal as libc::c_int) }
 }
 
-/// In a helper: makes it the subreaper of the processes its bodies start.
+/// In a helper, and in a test process that runs a test in thread mode:
+/// makes it the subreaper of the processes its bodies start, so that a
+/// daemon that leaves its parent stays below it, to be killed with its test.
 pub(crate) fn adopt_orphans() -> Result<(), Errno> {
     set_child_subreaper(true)
 }
@@ -201,7 +204,7 @@ pub(crate) fn kill_descendants() {
     // The children of a killed child become this subreaper's: again, until
     // none is left.
     loop {
-        let children = children_of(std::process::id() as i32);
+        let children = procfs::children_of(std::process::id() as i32);
         if children.is_empty() {
             return;
         }
@@ -227,55 +230,43 @@ pub(crate) fn has_children() -> bool {
 }
 
 /// In thread mode, where the body shares the test process: kills every
-/// process below this one that is in the network namespace `ns` (as its
-/// `/proc/<pid>/ns/net` link names it), and every process below those, and
-/// reaps the ones that were this process's children. Never the calling
-/// thread's own namespace: the harness's processes are not a body's.
-pub(crate) fn kill_in_namespace(ns: &Path) {
-    match std::fs::read_link("/proc/thread-self/ns/net") {
-        Ok(here) if here != ns => {}
-        _ => return,
-    }
-    let in_ns =
-        |pid: &i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|link| link == ns);
-    let direct: Vec<i32> = children_of(std::process::id() as i32)
+/// process below this one that is in one of the network namespaces
+/// `namespaces` (inodes, as `/proc/<pid>/ns/net` names them), and every
+/// process below those, and reaps them. The test process is a subreaper
+/// ([`adopt_orphans`]) in thread mode, so a daemon that left its parent, or
+/// a shell's background job, is still below it. Never the calling thread's
+/// own namespace: the harness's processes are not a body's.
+pub(crate) fn kill_in_namespaces(namespaces: &[u64]) {
+    let here = procfs::netns_of_this_thread();
+    let doomed_ns =
+        |ns: Option<u64>| ns.is_some_and(|ns| Some(ns) != here && namespaces.contains(&ns));
+    let direct: Vec<i32> = procfs::children_of(std::process::id() as i32)
         .into_iter()
-        .filter(in_ns)
+        .filter(|&pid| doomed_ns(procfs::netns_of_process(pid)))
         .collect();
     if direct.is_empty() {
         return;
     }
-    // Stop each before listing its children, so that none forks meanwhile.
+    // Stop each before listing its children, so that none forks meanwhile;
+    // a parent is listed before its children.
     let mut doomed = Vec::new();
-    let mut found = direct.clone();
+    let mut found = direct;
+    found.reverse();
     while let Some(pid) = found.pop() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
         doomed.push(pid);
-        found.extend(children_of(pid));
+        found.extend(procfs::children_of(pid));
     }
     for &pid in &doomed {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    for pid in direct {
+    // Parents first: once a parent is reaped, its children are this
+    // subreaper's, to reap in turn. A process that is some other's child
+    // (this process was no subreaper when it was orphaned) is not ours to
+    // reap, and fails with ECHILD.
+    for pid in doomed {
         while waitpid(Pid::from_raw(pid), None) == Err(Errno::EINTR) {}
     }
-}
-
-/// The children of every thread of process `pid`.
-fn children_of(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|listed| {
-            listed
-                .split_whitespace()
-                .filter_map(|pid| pid.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -290,8 +281,8 @@ mod tests {
             .arg("30")
             .spawn()
             .expect("start sleep");
-        let here = std::fs::read_link("/proc/thread-self/ns/net").expect("this thread's namespace");
-        kill_in_namespace(&here);
+        let here = procfs::netns_of_this_thread().expect("this thread's namespace");
+        kill_in_namespaces(&[here]);
         let still_running = child.try_wait().expect("look at the child").is_none();
         let _ = child.kill();
         let _ = child.wait();

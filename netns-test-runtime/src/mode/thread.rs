@@ -4,12 +4,9 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError, Weak, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -21,6 +18,7 @@ use crate::mode::child::{BodyStreams, redirected};
 use crate::mode::reaper;
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
+use crate::procfs;
 use crate::sandbox::{Entry, Sandbox, Unprepared};
 use crate::test::Test;
 
@@ -64,13 +62,26 @@ thread_local! {
 /// The harness's namespace, once the exit guard is installed.
 static HARNESS_NS: OnceLock<NsKey> = OnceLock::new();
 
+/// The process that installed the exit guard: a process a body forks
+/// inherits the handler, and its `exit` is its own.
+static HARNESS_PID: OnceLock<u32> = OnceLock::new();
+
 /// In thread mode the body shares the test binary's process, so its
 /// `std::process::exit(0)` would end the run green. An `atexit(3)` handler
-/// makes such an exit fail the run instead, naming the test.
-fn guard_exit(harness_ns: NsKey) {
+/// makes such an exit fail the run instead, naming the test. The process
+/// also becomes the subreaper of what its bodies start, so that a daemon
+/// that leaves its parent is still found, and killed, at its test's end.
+fn guard_process(harness_ns: NsKey) {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         let _ = HARNESS_NS.set(harness_ns);
+        let _ = HARNESS_PID.set(std::process::id());
+        if let Err(errno) = reaper::adopt_orphans() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "netns-test: cannot make the test process a subreaper (prctl(PR_SET_CHILD_SUBREAPER): {errno}): a daemon a body starts may outlive its test"
+            );
+        }
         // SAFETY: `fail_if_a_body_exits` is an `extern "C" fn()` that
         // does not unwind, as atexit(3) requires.
         unsafe { libc::atexit(fail_if_a_body_exits) };
@@ -81,6 +92,11 @@ fn guard_exit(harness_ns: NsKey) {
 /// test body, or any thread inside a test's network namespace (one the
 /// body started, such as an async runtime's worker).
 extern "C" fn fail_if_a_body_exits() {
+    // A process a body forked, which has the body's thread-local state and
+    // namespace in its one thread, exits as it pleases.
+    if HARNESS_PID.get() != Some(&std::process::id()) {
+        return;
+    }
     let body = BODY.try_with(Cell::get).ok().flatten();
     let in_a_test = HARNESS_NS.get().is_some_and(|harness_ns| {
         NsKey::of_this_thread().is_ok_and(|here| here.differs_from(*harness_ns))
@@ -108,45 +124,39 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
         Ok(harness_ns) => harness_ns,
         Err(error) => return ThreadRun::Failed(error),
     };
-    guard_exit(harness_ns);
+    guard_process(harness_ns);
     let sandbox = Sandbox {
         entry: Entry::Unshare,
         harness_ns,
     };
     let body = Arc::new(BodyThread::default());
     let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&body));
-    // The body's thread has ended (it set `ns` if the process had children
-    // or more threads then), or timed out and runs on (its namespace is
-    // read through it).
+    // The body's thread has ended, having noted the test's namespaces, or
+    // timed out and runs on: its namespaces are read through it now.
     let timed_out = matches!(ran, ThreadRun::Failed(Error::TimedOut { .. }));
-    let ns = match timed_out {
-        true => body
-            .tid
-            .get()
-            .and_then(|tid| std::fs::read_link(format!("/proc/self/task/{tid}/ns/net")).ok()),
-        false => body.ns.get().cloned(),
+    let namespaces = match timed_out {
+        true => body.namespaces_now(),
+        false => body.namespaces.get().cloned().unwrap_or_default(),
     };
-    if let Some(ns) = ns {
-        if timed_out || reaper::has_children() {
-            reaper::kill_in_namespace(&ns);
+    if let Some(&own) = namespaces.first() {
+        if reaper::has_children() {
+            reaper::kill_in_namespaces(&namespaces);
         }
-        if timed_out || body.threads_grew() {
-            warn_of_threads_left(test, &ns, body.tid.get().copied());
-        }
+        warn_of_threads_left(test, own, body.tid.get().copied());
     }
     ran
 }
 
 /// Threads that a test left in its namespace, named by [`warn_of_threads_left`],
-/// for the failures of later tests to mention.
-static THREADS_LEFT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// for the failures of later tests to mention, with the test that left them.
+static THREADS_LEFT: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
 
 /// Names, in one stderr line, the threads of this process still in the
 /// namespace `ns` of `test` (but the body's own, `body`, when it timed out
 /// and runs on): a process-wide pool the test started lazily, which every
 /// later test would use inside this test's namespace.
-fn warn_of_threads_left(test: &Test, ns: &Path, body: Option<i32>) {
-    let left = threads_in(ns, body);
+fn warn_of_threads_left(test: &Test, ns: u64, body: Option<i32>) {
+    let left = threads_left_in(ns, body);
     if left.is_empty() {
         return;
     }
@@ -161,72 +171,94 @@ fn warn_of_threads_left(test: &Test, ns: &Path, body: Option<i32>) {
     THREADS_LEFT
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(format!("{left}, left by `{}`", test.name()));
+        .push((test.name(), left));
 }
 
-/// This process's threads in the namespace `ns`, but `except`, by name and
-/// thread id.
-pub(crate) fn threads_in(ns: &Path, except: Option<i32>) -> Vec<String> {
+/// How long threads found in a test's namespace after its body may take to
+/// end, as an async runtime's workers do once the runtime is dropped, before
+/// they count as left behind.
+const EXITING: Duration = Duration::from_millis(200);
+
+/// This process's threads that stay in the namespace `ns`, but `except`
+/// (the body's own thread, when it runs on), by name and thread id: those
+/// still there [`EXITING`] after this is called.
+pub(crate) fn threads_left_in(ns: u64, except: Option<i32>) -> Vec<String> {
+    let here = gettid().as_raw();
+    let deadline = Instant::now() + EXITING;
+    loop {
+        let left = threads_in(ns, |tid| tid != here && Some(tid) != except);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left
+                .into_iter()
+                .map(|(tid, name)| format!("{name} (tid {tid})"))
+                .collect();
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// This process's threads that `wanted` selects and are in the namespace
+/// `ns`, by thread id and name.
+fn threads_in(ns: u64, wanted: impl Fn(i32) -> bool) -> Vec<(i32, String)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
     tasks
         .flatten()
-        .filter(|task| {
-            let tid = task.file_name().to_str().and_then(|tid| tid.parse().ok());
-            tid != except
-                && std::fs::read_link(task.path().join("ns/net")).is_ok_and(|link| link == ns)
-        })
-        .map(|task| {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            format!(
-                "{} (tid {})",
-                name.trim(),
-                task.file_name().to_string_lossy()
-            )
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let path = task.path();
+            (wanted(tid) && procfs::netns_of(path.join("ns/net")) == Some(ns)).then(|| {
+                let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                (tid, name.trim().to_owned())
+            })
         })
         .collect()
 }
 
-/// The threads earlier tests left in their namespaces, for a failure's note.
-pub(crate) fn threads_left() -> Vec<String> {
+/// The threads earlier tests left in their namespaces, for the failure of
+/// `test`: not those `test` left itself.
+pub(crate) fn threads_left_before(test: &Test) -> Vec<String> {
     THREADS_LEFT
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+        .iter()
+        .filter(|(name, _)| *name != test.name())
+        .map(|(name, left)| format!("{left}, left by `{name}`"))
+        .collect()
 }
 
-/// How many threads this process has, and two: the link count of
-/// `/proc/self/task`, which the kernel counts without reading anything else
-/// of the threads (unlike `/proc/self/stat`, which sums their CPU times).
-fn threads_in_process() -> u64 {
-    std::fs::metadata("/proc/self/task").map_or(0, |task| task.nlink())
-}
-
-/// What thread mode learns of a body's thread, to find the processes the
-/// body started.
+/// What the runner learns of a body's thread, to find what the body left:
+/// the processes it started, and the threads it left in its namespace.
 #[derive(Debug, Default)]
 pub(crate) struct BodyThread {
     /// Its thread id.
     tid: OnceLock<i32>,
-    /// The `/proc` link of its namespace, read at the body's end, and only
-    /// where the process had children or more threads then: reading a fresh
-    /// thread's link costs a few percent of a namespace.
-    ns: OnceLock<PathBuf>,
-    /// The process had more threads after the body than before it: some
-    /// may be the body's, still in its namespace.
-    threads_grew: AtomicBool,
+    /// The inodes of the test's namespaces, read at the body's end: its
+    /// own first, then those it made with `NetNs::new`.
+    namespaces: OnceLock<Vec<u64>>,
+    /// The test's evidence, which lists the namespaces it made.
+    evidence: OnceLock<Weak<Evidence>>,
 }
 
 impl BodyThread {
-    /// Whether the body left threads that may still be in its namespace.
-    pub(crate) fn threads_grew(&self) -> bool {
-        self.threads_grew.load(Ordering::Relaxed)
+    /// The inodes of the test's namespaces, read at the body's end: its
+    /// own first, then those it made.
+    pub(crate) fn namespaces(&self) -> &[u64] {
+        self.namespaces.get().map_or(&[], Vec::as_slice)
     }
 
-    /// The link of the body's namespace, where it was read.
-    pub(crate) fn ns(&self) -> Option<&Path> {
-        self.ns.get().map(PathBuf::as_path)
+    /// The test's namespaces while its body runs on (it timed out): its
+    /// own, read through its thread, then those it made.
+    fn namespaces_now(&self) -> Vec<u64> {
+        let own = self
+            .tid
+            .get()
+            .and_then(|tid| procfs::netns_of(format!("/proc/self/task/{tid}/ns/net")));
+        let made = self.evidence.get().and_then(Weak::upgrade);
+        own.into_iter()
+            .chain(made.iter().flat_map(|evidence| evidence.made_namespaces()))
+            .collect()
     }
 }
 
@@ -262,26 +294,23 @@ pub(crate) fn run_on_named_thread(
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
                 Ok(prepared) => {
-                    let _ = evidence_here.set(Arc::clone(&prepared.evidence));
+                    let evidence = Arc::clone(&prepared.evidence);
+                    let _ = evidence_here.set(Arc::clone(&evidence));
                     drop(evidence_here);
-                    let threads = body.as_ref().map(|_| threads_in_process());
+                    if let Some(body) = &body {
+                        let _ = body.evidence.set(Arc::downgrade(&evidence));
+                    }
                     let outcome = match io {
                         Io::Inherited => sandbox.run(prepared),
                         Io::Redirected(streams) => redirected(&streams, || sandbox.run(prepared)),
                     };
                     // Only a body that ran in its own namespace has one to
-                    // look into; and only where the process has children (to
-                    // kill) or more threads than before (to name) is there
-                    // anything to find.
+                    // look into for what it left.
                     let isolated = !matches!(outcome, Outcome::Runtime(Error::EndedInHarnessNs));
-                    let grew = threads.is_some_and(|before| threads_in_process() > before);
-                    if let Some(body) =
-                        body.filter(|_| isolated && (grew || reaper::has_children()))
-                    {
-                        body.threads_grew.store(grew, Ordering::Relaxed);
-                        if let Ok(link) = std::fs::read_link("/proc/thread-self/ns/net") {
-                            let _ = body.ns.set(link);
-                        }
+                    if let Some(body) = body.filter(|_| isolated) {
+                        let own = procfs::netns_of_this_thread();
+                        let namespaces = own.into_iter().chain(evidence.made_namespaces());
+                        let _ = body.namespaces.set(namespaces.collect());
                     }
                     ThreadRun::Ran(outcome)
                 }
