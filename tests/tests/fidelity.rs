@@ -109,6 +109,129 @@ mod fixture {
     fn shared_pool_second(ns: &NetNs) {
         pool_is_here(ns);
     }
+
+    /// Threads of the test process that no test's namespace holds, and
+    /// that end on request: while a test runs, threads of other tests end.
+    static BYSTANDERS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+        std::sync::Mutex::new(Vec::new());
+
+    #[test]
+    #[ignore = "fixture"]
+    fn ending_a_start_bystanders() {
+        let mut bystanders = BYSTANDERS.lock().unwrap();
+        for _ in 0..4 {
+            bystanders.push(std::thread::spawn(std::thread::park));
+        }
+    }
+
+    /// Leaves the pool in its namespace while more threads of the process
+    /// end than it starts.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn ending_b_pool_while_others_end(ns: &NetNs) {
+        pool_is_here(ns);
+        for bystander in BYSTANDERS.lock().unwrap().drain(..) {
+            bystander.thread().unpark();
+            bystander.join().unwrap();
+        }
+    }
+
+    /// Async tests whose workers are still ending when the body returns.
+    macro_rules! with_workers {
+        ($($name:ident)*) => {$(
+            #[netns_test(threads = 4)]
+            #[ignore = "fixture"]
+            async fn $name() {
+                let spawned: Vec<_> = (0..8).map(|_| tokio::spawn(tokio::task::yield_now())).collect();
+                for task in spawned {
+                    task.await.unwrap();
+                }
+            }
+        )*};
+    }
+    with_workers!(
+        workers_00 workers_01 workers_02 workers_03 workers_04 workers_05 workers_06 workers_07
+        workers_08 workers_09 workers_10 workers_11 workers_12 workers_13 workers_14 workers_15
+        workers_16 workers_17 workers_18 workers_19 workers_20 workers_21 workers_22 workers_23
+        workers_24 workers_25 workers_26 workers_27 workers_28 workers_29 workers_30 workers_31
+        workers_32 workers_33 workers_34 workers_35 workers_36 workers_37 workers_38 workers_39
+    );
+
+    /// Returns while a thread it started is still ending, as a runtime's
+    /// workers may be when it was dropped at the body's end.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn workers_ending_late() {
+        std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+    }
+
+    /// Times out while its runtime's workers wait in its namespace.
+    #[netns_test(threads = 2, timeout = "300ms")]
+    #[ignore = "fixture"]
+    async fn times_out_with_workers() {
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}
+
+/// A pool left in a test's namespace is named even while other threads of
+/// the process end, so that the process has fewer threads after the test
+/// than before it.
+#[test]
+fn a_pool_left_while_other_threads_end_is_named() {
+    for mode in MODES {
+        let report = run_fixtures(
+            "fixture::ending_",
+            &["--ignored", "--test-threads=1"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        let name = "fixture::ending_b_pool_while_others_end";
+        assert_eq!(report.status(name), "ok", "{mode}:\n{}", report.output);
+        let named = report.output.contains(&format!(
+            "netns-test: after `{name}`, threads of this process are still in its network namespace: the-test-pool (tid "
+        ));
+        let thread_mode = mode == "auto" && netns_test_tests::thread_mode_here();
+        assert_eq!(named, thread_mode, "{mode}:\n{}", report.output);
+    }
+}
+
+/// The workers of a test's own runtime, still ending when its body
+/// returns, are not taken for threads it left.
+#[test]
+fn a_tests_own_ending_workers_are_not_named() {
+    for mode in MODES {
+        let report = run_fixtures(
+            "fixture::workers_",
+            &["--ignored"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        assert!(report.success, "{mode}:\n{}", report.output);
+        assert_eq!(report.status.len(), 41, "{mode}:\n{}", report.output);
+        assert!(
+            !report.output.contains("still in its network namespace"),
+            "{mode}:\n{}",
+            report.output
+        );
+    }
+}
+
+/// A test that timed out names the threads it left, and never as an
+/// earlier test's.
+#[test]
+fn a_timed_out_test_is_not_its_own_earlier_test() {
+    for mode in MODES {
+        let name = "fixture::times_out_with_workers";
+        let report = run_fixtures(
+            name,
+            &["--ignored", "--exact"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        assert_eq!(report.status(name), "FAILED", "{mode}:\n{}", report.output);
+        assert!(
+            !report.output.contains("earlier tests left threads"),
+            "{mode}:\n{}",
+            report.output
+        );
+    }
 }
 
 /// On a host that forwards (simulated by an injected fault that makes each
