@@ -127,6 +127,9 @@ impl fmt::Display for Diagnosis {
                 f,
                 "NETNS_TEST_MODE={mode} was requested, but that mode does not work here"
             )?,
+            Requested::ProcessAttribute if !usable => f.write_str(
+                "#[netns_test(process)] asks for a process of the test's own, but process mode does not work here",
+            )?,
             _ if !usable => f.write_str(
                 "cannot create a network namespace here: no mode works (thread, helper or process)",
             )?,

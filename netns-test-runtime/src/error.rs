@@ -24,6 +24,20 @@ pub enum Error {
         #[source]
         source: Errno,
     },
+    /// A passing shortage (memory, threads, or a namespace limit that the
+    /// tests running at once have reached) met this test: it fails, and
+    /// decides nothing for later tests, which try again.
+    #[error(
+        "{step} met a passing shortage: {source}; this test fails and later tests try again; {}",
+        unshare_remedy(*source)
+    )]
+    Shortage {
+        /// What netns-test was doing.
+        step: &'static str,
+        /// What the kernel answered.
+        #[source]
+        source: Errno,
+    },
     /// `setns(2)` into a network namespace failed.
     #[error(
         "move a thread into network namespace {inode} with setns(2): {source}; this needs CAP_SYS_ADMIN over that namespace"
@@ -343,7 +357,7 @@ impl std::fmt::Display for ChildEnded {
 fn unshare_remedy(errno: Errno) -> &'static str {
     match errno {
         Errno::ENOSPC | Errno::EUSERS => {
-            "the limit of network namespaces is reached: fewer tests at once (--test-threads), or raise it: `sudo sysctl -w user.max_net_namespaces=15000`"
+            "a limit of namespaces is reached: fewer tests at once (--test-threads), or raise it: `sudo sysctl -w user.max_net_namespaces=15000 user.max_user_namespaces=15000`"
         }
         Errno::ENOMEM | Errno::EAGAIN | Errno::EMFILE | Errno::ENFILE => {
             "the kernel or the process is out of memory or descriptors: fewer tests at once (--test-threads)"

@@ -29,6 +29,122 @@ mod fixture {
     fn should_panic_needs_a_namespace() {
         panic!("the body's own panic");
     }
+
+    #[netns_test(process)]
+    #[ignore = "fixture"]
+    fn own_process_needs_a_namespace() {
+        std::net::TcpListener::bind("127.0.0.1:80").expect("bind port 80");
+    }
+
+    /// Meets the shortage that [`super::SHORT`] makes.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn shortage_a_met() {
+        std::net::TcpListener::bind("127.0.0.1:80").expect("bind port 80");
+    }
+
+    /// Ends the shortage: the processes that held the user namespaces are
+    /// this process's children, started before its exec. Their namespaces
+    /// are freed a moment after they are reaped, so it waits until one can
+    /// be made again.
+    #[test]
+    #[ignore = "fixture"]
+    fn shortage_b_ends() {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let holders = std::env::var("NETNS_TEST_HOLDERS").expect("the holders' pids");
+        let holders = std::fs::read_to_string(holders).expect("read the holders' pids");
+        for pid in holders.split_whitespace() {
+            let pid = Pid::from_raw(pid.parse().expect("a pid"));
+            kill(pid, Signal::SIGKILL).expect("kill a holder");
+            nix::sys::wait::waitpid(pid, None).expect("reap a holder");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !std::process::Command::new("unshare")
+            .args(["--user", "true"])
+            .status()
+            .is_ok_and(|status| status.success())
+        {
+            assert!(std::time::Instant::now() < deadline, "the shortage lasts");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Runs after the shortage.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn shortage_c_over() {
+        std::net::TcpListener::bind("127.0.0.1:80").expect("bind port 80");
+    }
+}
+
+/// A brief shortage of user namespaces: in a user namespace of its own (the
+/// host's limits are untouched), at most 4 more may be made, and 4 processes
+/// hold one each, whose pids go to `$NETNS_TEST_HOLDERS`.
+const SHORT: &[&str] = &[
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    "echo 4 > /proc/sys/user/max_user_namespaces || exit 1
+     for i in 1 2 3 4; do
+       unshare --user sleep 600 & echo $! >> \"$NETNS_TEST_HOLDERS\"
+       while [ \"$(cat /proc/$!/comm)\" != sleep ]; do sleep 0.01; done
+     done
+     exec \"$0\" \"$@\"",
+];
+
+/// A passing shortage fails the test that meets it, and says so; it decides
+/// nothing for later tests, which run once it is over, and skips nothing.
+/// The modes that make user namespaces: thread mode makes none, and `auto`
+/// comes to them the same way, once thread mode is refused.
+#[test]
+fn a_passing_shortage_fails_one_test_and_decides_nothing() {
+    for mode in ["helper", "process"] {
+        let holders =
+            std::env::temp_dir().join(format!("netns-test-holders-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_file(&holders);
+        let report = run_fixtures_under(
+            SHORT,
+            "fixture::shortage_",
+            &["--ignored", "--test-threads=1"],
+            &[
+                ("NETNS_TEST_MODE", mode),
+                ("NETNS_TEST_UNAVAILABLE", "skip"),
+                (
+                    "NETNS_TEST_HOLDERS",
+                    holders.to_str().expect("a UTF-8 path"),
+                ),
+            ],
+        );
+        let _ = std::fs::remove_file(&holders);
+        assert_eq!(
+            report.status("fixture::shortage_a_met"),
+            "FAILED",
+            "{mode}:\n{}",
+            report.output
+        );
+        let output = report.failure_output("fixture::shortage_a_met");
+        assert!(
+            output.contains(
+                "entering a new user and network namespace met a passing shortage: ENOSPC"
+            ),
+            "{mode}:\n{output}"
+        );
+        assert!(
+            output.contains("later tests try again"),
+            "{mode}:\n{output}"
+        );
+        for name in ["fixture::shortage_b_ends", "fixture::shortage_c_over"] {
+            assert_eq!(report.status(name), "ok", "{mode}:\n{}", report.output);
+        }
+        assert!(
+            !report.output.contains("SKIPPED"),
+            "{mode}:\n{}",
+            report.output
+        );
+    }
 }
 
 #[test]
@@ -63,6 +179,21 @@ fn a_refusing_machine_fails_the_test_with_causes_and_remedies() {
     // A should_panic test must not pass on netns-test's failure.
     let output = report.failure_output("fixture::should_panic_needs_a_namespace");
     assert!(output.contains("did not panic as expected"), "{output}");
+}
+
+/// A test that asks for a process of its own, where none can be made, is
+/// told that its attribute asked, not the variable.
+#[test]
+fn a_refused_process_test_names_its_attribute() {
+    let name = "fixture::own_process_needs_a_namespace";
+    let report = run_fixtures_under(REFUSING, name, &["--ignored", "--exact"], &[]);
+    assert_eq!(report.status(name), "FAILED", "{}", report.output);
+    let output = report.failure_output(name);
+    assert!(
+        output.contains("#[netns_test(process)] asks for a process of the test's own, but process mode does not work here"),
+        "{output}"
+    );
+    assert!(!output.contains("NETNS_TEST_MODE"), "{output}");
 }
 
 #[test]

@@ -51,4 +51,6 @@ impl fmt::Display for Mode {
 pub(crate) enum Requested {
     Auto,
     Forced(Mode),
+    /// A test's own `#[netns_test(process)]`, whatever the variable says.
+    ProcessAttribute,
 }

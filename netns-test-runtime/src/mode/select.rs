@@ -75,21 +75,32 @@ pub(crate) fn selected_for(test: &Test) -> Result<Mode, Error> {
     }
     // A value of NETNS_TEST_MODE that is not understood fails every test.
     requested()?;
-    match process_probe() {
+    match process_probe()? {
         Ok(()) => Ok(Mode::Process),
         Err(errno) => Err(Error::Unavailable(Diagnosis::gather(
-            Requested::Forced(Mode::Process),
+            Requested::ProcessAttribute,
             None,
             Some(Err(errno)),
         ))),
     }
 }
 
-/// Whether a child may enter a new user and network namespace: probed once
-/// per process (a fork), for the fallback and for `process` tests alike.
-fn process_probe() -> Result<(), Errno> {
+/// Whether a child may enter a new user and network namespace, for the
+/// fallback and for `process` tests alike: the machine's answer is probed
+/// once per process (a fork); a passing shortage is that test's error, and
+/// the next test probes again.
+fn process_probe() -> Result<Result<(), Errno>, Error> {
     static PROBED: OnceLock<Result<(), Errno>> = OnceLock::new();
-    *PROBED.get_or_init(probe_process)
+    if let Some(probed) = PROBED.get() {
+        return Ok(*probed);
+    }
+    match probe_process() {
+        Err(errno) if !about_the_machine(errno) => Err(Error::Shortage {
+            step: "entering a new user and network namespace",
+            source: errno,
+        }),
+        probed => Ok(*PROBED.get_or_init(|| probed)),
+    }
 }
 
 /// Records that a thread-mode test unshared its namespace.
@@ -103,7 +114,10 @@ pub(crate) fn thread_mode_worked() {
 /// not the machine's.
 pub(crate) fn thread_mode_refused(errno: Errno) -> Result<Fallback, Error> {
     if !about_the_machine(errno) {
-        return Err(Error::Unshare { source: errno });
+        return Err(Error::Shortage {
+            step: "unshare(CLONE_NEWNET)",
+            source: errno,
+        });
     }
     let _ = THREAD_MODE.set(Err(errno));
     match THREAD_MODE.get() {
@@ -112,34 +126,39 @@ pub(crate) fn thread_mode_refused(errno: Errno) -> Result<Fallback, Error> {
     }
 }
 
-/// Whether `unshare(CLONE_NEWNET)` failing with `errno` says what this
-/// machine allows (a permission, a kernel feature, a limit of zero), rather
-/// than a passing shortage (memory, or a namespace limit that the tests
+/// Whether making a namespace failing with `errno` says what this machine
+/// allows (a permission, a kernel feature, a limit of zero), rather than a
+/// passing shortage (memory, threads, or a namespace limit that the tests
 /// running at once have reached). Only the former decides the mode.
 fn about_the_machine(errno: Errno) -> bool {
+    let zero = |limit: &str| {
+        std::fs::read_to_string(format!("/proc/sys/user/{limit}"))
+            .is_ok_and(|value| value.trim() == "0")
+    };
     match errno {
-        Errno::ENOSPC => std::fs::read_to_string("/proc/sys/user/max_net_namespaces")
-            .is_ok_and(|limit| limit.trim() == "0"),
+        Errno::ENOSPC => zero("max_net_namespaces") || zero("max_user_namespaces"),
         Errno::ENOMEM | Errno::EAGAIN | Errno::EMFILE | Errno::ENFILE | Errno::EUSERS => false,
         _ => true,
     }
 }
 
-/// The mode when thread mode was refused with `thread`, or not asked for.
+/// The mode when thread mode was refused with `thread`, or not asked for:
+/// decided once, by the machine's answers only.
 fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<Fallback, Error> {
+    if let Some(decided) = FALLBACK.get() {
+        return decided.clone().map_err(Error::Unavailable);
+    }
+    let process = match requested {
+        Requested::Forced(Mode::Thread) => None,
+        _ => Some(process_probe()?),
+    };
     FALLBACK
-        .get_or_init(|| {
-            let process = match requested {
-                Requested::Forced(Mode::Thread) => None,
-                _ => Some(process_probe()),
-            };
-            match (requested, process) {
-                (Requested::Forced(Mode::Process), Some(Ok(()))) => Ok(Fallback::Process),
-                // Rootless: a helper is as isolated as a process per test for
-                // everything but a crash, and several times faster.
-                (_, Some(Ok(()))) => Ok(Fallback::Helper),
-                (_, process) => Err(Diagnosis::gather(requested, thread, process)),
-            }
+        .get_or_init(|| match (requested, process) {
+            (Requested::Forced(Mode::Process), Some(Ok(()))) => Ok(Fallback::Process),
+            // Rootless: a helper is as isolated as a process per test for
+            // everything but a crash, and several times faster.
+            (_, Some(Ok(()))) => Ok(Fallback::Helper),
+            (_, process) => Err(Diagnosis::gather(requested, thread, process)),
         })
         .clone()
         .map_err(Error::Unavailable)
@@ -152,7 +171,7 @@ fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<F
 /// # Errors
 ///
 /// [`Error::Unavailable`] when no mode works, [`Error::BadEnv`], or
-/// [`Error::Unshare`] when the probe met a passing shortage.
+/// [`Error::Shortage`] when the probe met a passing shortage.
 ///
 /// # Example
 ///
@@ -187,7 +206,7 @@ mod tests {
         for errno in [Errno::ENOMEM, Errno::EAGAIN, Errno::EMFILE, Errno::ENFILE] {
             let refused = thread_mode_refused(errno);
             assert!(
-                matches!(refused, Err(Error::Unshare { source }) if source == errno),
+                matches!(refused, Err(Error::Shortage { source, .. }) if source == errno),
                 "{errno}: {refused:?}"
             );
         }
@@ -195,9 +214,14 @@ mod tests {
             THREAD_MODE.get().is_none(),
             "a shortage was taken for the machine's answer"
         );
-        let limit =
-            std::fs::read_to_string("/proc/sys/user/max_net_namespaces").unwrap_or_default();
-        assert_eq!(about_the_machine(Errno::ENOSPC), limit.trim() == "0");
+        let zero = |limit| {
+            std::fs::read_to_string(format!("/proc/sys/user/{limit}"))
+                .is_ok_and(|value| value.trim() == "0")
+        };
+        assert_eq!(
+            about_the_machine(Errno::ENOSPC),
+            zero("max_net_namespaces") || zero("max_user_namespaces")
+        );
         assert!(about_the_machine(Errno::EPERM));
         assert!(about_the_machine(Errno::EINVAL));
     }
