@@ -180,6 +180,47 @@ fn a_plain_test_sees_its_real_uid() {
     assert!(text.contains("plain uid_map: 0 0 4294967295"), "{text}");
 }
 
+/// A process that skips a netns test by `--exact` name runs every other
+/// test, plain ones included: it is left alone, and they keep their real
+/// uid; an option's value is no test name.
+#[test]
+fn a_skipped_netns_test_moves_nothing() {
+    let (output, _) = run_unprivileged(
+        &[],
+        &[
+            "--exact",
+            "--skip",
+            "fixture::reports_its_process",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ],
+        &[],
+    );
+    let text = text(&output);
+    assert!(text.contains("plain uid: 65534"), "{text}");
+    assert!(!text.contains("body pid"), "{text}");
+}
+
+/// An option that takes a value, before the name, is read as libtest reads
+/// it: the process runs one netns test, in-process.
+#[test]
+fn an_options_value_is_no_second_name() {
+    let (output, pid) = run_unprivileged(
+        &[],
+        &[
+            "--test-threads",
+            "1",
+            "fixture::reports_its_process",
+            "--exact",
+            "--ignored",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(body_pid(&output), pid, "{}", text(&output));
+}
+
 /// Environment variables for a run.
 type Env<'a> = &'a [(&'a str, &'a str)];
 

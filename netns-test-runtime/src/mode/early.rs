@@ -21,10 +21,15 @@ use std::os::unix::fs::MetadataExt;
 use nix::sched::CloneFlags;
 
 use crate::fault::{self, Fault};
+use crate::mode::Requested;
+use crate::mode::select;
 use crate::mode::wire::{CHILD_MARKER, HELPER_MARKER};
 use crate::test::TESTS;
 use crate::userns::UsernsSetup;
 
+// SAFETY: the constructor runs before `main`, while the process has one
+// thread; it reads files and the environment (no other thread can change
+// it yet) and makes system calls, and relies on nothing that `main` sets up.
 #[ctor::ctor(unsafe)]
 fn enter_a_user_namespace_for_one_test() {
     // Left alone, for the reason given, the process chooses its mode as usual.
@@ -33,9 +38,8 @@ fn enter_a_user_namespace_for_one_test() {
 
 /// Enters the user namespace where it should; otherwise says why not.
 fn decide_and_enter() -> Result<(), &'static str> {
-    match std::env::var("NETNS_TEST_MODE").as_deref() {
-        Err(std::env::VarError::NotPresent) | Ok("" | "auto") => {}
-        _ => return Err("NETNS_TEST_MODE forces a mode"),
+    if !matches!(select::requested(), Ok(Requested::Auto)) {
+        return Err("NETNS_TEST_MODE forces a mode, or is not understood");
     }
     if std::env::var_os(CHILD_MARKER).is_some() || std::env::var_os(HELPER_MARKER).is_some() {
         return Err("a child or helper of netns-test");
@@ -43,8 +47,10 @@ fn decide_and_enter() -> Result<(), &'static str> {
     let Some(name) = the_one_test() else {
         return Err("not one test by --exact name");
     };
-    if !TESTS.iter().any(|test| test.name() == name) {
-        return Err("its test is no #[netns_test]");
+    // Exactly one: a `#[netns_test]` in a `const _` block shares the path,
+    // and so the name, of the test libtest runs, which may be a plain one.
+    if TESTS.iter().filter(|test| test.name() == name).count() != 1 {
+        return Err("its name is not that of exactly one #[netns_test]");
     }
     if has_cap_sys_admin() {
         return Err("thread mode works already");
@@ -59,26 +65,57 @@ fn decide_and_enter() -> Result<(), &'static str> {
     }
 }
 
-/// The name of the one test this process runs: libtest's arguments hold
-/// `--exact` and exactly one word that is no option (any option that takes
-/// a value, as `--skip NAME` does, makes two).
+/// The libtest options that take a value in the next word, unless it is
+/// attached (`--skip=NAME`).
+const VALUED: [&[u8]; 7] = [
+    b"--skip",
+    b"--test-threads",
+    b"--logfile",
+    b"--color",
+    b"--format",
+    b"--shuffle-seed",
+    b"-Z",
+];
+
+/// The name of the one test this process runs, from its arguments.
 fn the_one_test() -> Option<String> {
     let cmdline = std::fs::read("/proc/self/cmdline").ok()?;
-    let mut words = cmdline
-        .split(|&byte| byte == 0)
-        .skip(1)
-        .filter(|word| !word.is_empty());
+    let mut args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).skip(1).collect();
+    if args.last().is_some_and(|last| last.is_empty()) {
+        args.pop();
+    }
+    one_test(&args)
+}
+
+/// The one test that libtest, given `args`, runs, where it runs exactly one
+/// by name: `--exact` and a single filter, read as libtest reads them, where
+/// an option that takes a value (`--skip NAME`) takes the next word, a
+/// filter that `--skip` also names runs nothing, and `--list` or `--help`
+/// run no test.
+fn one_test(args: &[&[u8]]) -> Option<String> {
     let mut exact = false;
-    let mut names = Vec::new();
-    for word in words.by_ref() {
+    let mut filters = Vec::new();
+    let mut skipped = Vec::new();
+    let mut words = args.iter().copied();
+    while let Some(word) = words.next() {
         match word {
+            b"--" => filters.extend(words.by_ref()),
             b"--exact" => exact = true,
-            [b'-', ..] => {}
-            name => names.push(name),
+            b"--list" | b"--help" | b"-h" | b"--bench" => return None,
+            b"--skip" => skipped.push(words.next()?),
+            valued if VALUED.contains(&valued) => {
+                words.next()?;
+            }
+            [b'-', ..] => {
+                if let Some(name) = word.strip_prefix(b"--skip=") {
+                    skipped.push(name);
+                }
+            }
+            filter => filters.push(filter),
         }
     }
-    match (exact, names.as_slice()) {
-        (true, [name]) => String::from_utf8(name.to_vec()).ok(),
+    match (exact, filters.as_slice()) {
+        (true, [name]) if !skipped.contains(name) => String::from_utf8(name.to_vec()).ok(),
         _ => None,
     }
 }
@@ -96,4 +133,35 @@ fn has_cap_sys_admin() -> bool {
             u64::from_str_radix(hex.trim(), 16).ok()
         })
         .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(args: &str) -> Option<String> {
+        let words: Vec<&[u8]> = args.split_whitespace().map(str::as_bytes).collect();
+        one_test(&words)
+    }
+
+    /// Read as libtest reads its arguments: an option's value is no filter.
+    #[test]
+    fn one_test_by_exact_name() {
+        assert_eq!(one("a::t --exact").as_deref(), Some("a::t"));
+        assert_eq!(
+            one("--exact --test-threads 1 a::t").as_deref(),
+            Some("a::t")
+        );
+        assert_eq!(one("--exact a::t --skip b::u").as_deref(), Some("a::t"));
+        assert_eq!(one("--exact -- a::t").as_deref(), Some("a::t"));
+        assert_eq!(one("--exact --skip a::t"), None);
+        assert_eq!(one("--exact --skip=a::t"), None);
+        assert_eq!(one("--exact a::t --skip a::t"), None);
+        assert_eq!(one("--exact a::t --skip=a::t"), None);
+        assert_eq!(one("a::t"), None);
+        assert_eq!(one("--exact a::t b::u"), None);
+        assert_eq!(one("--exact a::t --list"), None);
+        assert_eq!(one("--exact --format json a::t").as_deref(), Some("a::t"));
+        assert_eq!(one("--exact a::t --skip"), None);
+    }
 }
