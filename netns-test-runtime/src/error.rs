@@ -192,19 +192,12 @@ pub enum Error {
         source: Errno,
     },
     /// The test ran longer than its timeout.
-    #[error(
-        "timed out after {:?}; {}", after,
-        if *left_running {
-            "the body's thread was left running, because a thread cannot be stopped from outside (use NETNS_TEST_MODE=helper or process to have timed-out tests killed)"
-        } else {
-            "the test's process was killed"
-        }
-    )]
+    #[error("timed out after {after:?}; {stopped}")]
     TimedOut {
         /// The timeout.
         after: Duration,
-        /// Whether the body is still running (thread mode).
-        left_running: bool,
+        /// What became of the body.
+        stopped: Stopped,
     },
     /// The async runtime of an `async` test could not be built.
     #[error(
@@ -312,6 +305,33 @@ pub enum NetlinkError {
         /// The reply's.
         got: u32,
     },
+}
+
+/// What became of a body that ran past its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stopped {
+    /// Its thread was left running (thread mode): a thread cannot be
+    /// stopped from outside.
+    LeftRunning,
+    /// The test's own process was killed (process mode).
+    Process,
+    /// The helper process that ran it was killed (helper mode).
+    Helper,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stopped::LeftRunning => {
+                "the body's thread was left running, because a thread cannot be stopped from outside (use NETNS_TEST_MODE=helper or process to have timed-out tests killed)"
+            }
+            Stopped::Process => "the test's process was killed",
+            Stopped::Helper => {
+                "the helper process that ran it was killed, with everything the body started"
+            }
+        })
+    }
 }
 
 /// How a test's child process ended before it reported the body's outcome.

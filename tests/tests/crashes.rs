@@ -194,6 +194,36 @@ fn thread_mode_timeout_says_the_thread_was_left_running() {
     }
 }
 
+/// In helper and process modes, the message names what was killed at the
+/// timeout: the helper that ran the body, or the test's own process.
+#[test]
+fn a_timeout_names_the_process_that_was_killed() {
+    for (mode, says) in [
+        (
+            "helper",
+            "timed out after 300ms; the helper process that ran it was killed",
+        ),
+        (
+            "process",
+            "timed out after 300ms; the test's process was killed",
+        ),
+    ] {
+        let report = run_fixtures(
+            "fixture::hangs",
+            &["--ignored", "--exact"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        assert_eq!(
+            report.status("fixture::hangs"),
+            "FAILED",
+            "{mode}: {}",
+            report.output
+        );
+        let output = report.failure_output("fixture::hangs");
+        assert!(output.contains(says), "{mode}: {output}");
+    }
+}
+
 /// A test binary killed in the middle of a test leaves no process of
 /// netns-test behind: the process that runs the body (a process-mode child
 /// or a helper) dies with it.

@@ -30,7 +30,7 @@ use nix::sys::socket::{
 };
 use nix::unistd::getpid;
 
-use crate::error::Error;
+use crate::error::{Error, Stopped};
 use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
 use crate::mode::reaper;
 use crate::mode::thread::{BodyThread, Io, run_on_named_thread, threads_left_in};
@@ -124,7 +124,7 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
         Pumped::TimedOut { after } => {
             return Ok(Some(Outcome::Runtime(Error::TimedOut {
                 after,
-                left_running: false,
+                stopped: Stopped::Helper,
             })));
         }
         Pumped::Finished { record, .. } => record,
@@ -150,12 +150,21 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
             .push(helper),
         _ => {}
     }
-    Ok(Some(child::outcome_of(
-        &record,
-        exited,
-        String::new(),
-        "the helper process running the test",
-    )))
+    Ok(Some(
+        match child::outcome_of(
+            &record,
+            exited,
+            String::new(),
+            "the helper process running the test",
+        ) {
+            // The helper reported the timeout, and is stopped with its body.
+            Outcome::Runtime(Error::TimedOut { after, .. }) => Outcome::Runtime(Error::TimedOut {
+                after,
+                stopped: Stopped::Helper,
+            }),
+            outcome => outcome,
+        },
+    ))
 }
 
 /// Starts a helper, on the spawner thread: a helper dies with the thread

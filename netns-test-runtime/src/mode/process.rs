@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::unistd::getpid;
 
-use crate::error::Error;
+use crate::error::{Error, Stopped};
 use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
 use crate::mode::thread::{Io, run_on_named_thread};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
@@ -60,7 +60,7 @@ fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result
     match streams.pump(&mut child, timeout)? {
         Pumped::TimedOut { after } => Ok(Outcome::Runtime(Error::TimedOut {
             after,
-            left_running: false,
+            stopped: Stopped::Process,
         })),
         Pumped::Finished {
             record,

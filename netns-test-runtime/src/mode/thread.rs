@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::gettid;
 
-use crate::error::Error;
+use crate::error::{Error, Stopped};
 use crate::forensics::{Evidence, Moment};
 use crate::mode::child::{BodyStreams, redirected};
 use crate::mode::reaper;
@@ -335,7 +335,7 @@ pub(crate) fn run_on_named_thread(
         Some(after) => report.recv_timeout(after).map_err(|error| match error {
             mpsc::RecvTimeoutError::Timeout => Error::TimedOut {
                 after,
-                left_running: true,
+                stopped: Stopped::LeftRunning,
             },
             mpsc::RecvTimeoutError::Disconnected => lost(),
         }),

@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{Error, Stopped};
 use crate::netns::{NsId, NsKey};
 use crate::outcome::{Outcome, panic_message};
 use crate::test::{Test, TestError};
@@ -250,7 +250,7 @@ impl Record {
                     // The parent stops the child once it has reported.
                     record.outcome = Some(Outcome::Runtime(Error::TimedOut {
                         after: Duration::from_millis(millis),
-                        left_running: false,
+                        stopped: Stopped::Process,
                     }));
                 }
                 _ => return Err("a frame has an unknown tag"),
@@ -377,11 +377,11 @@ mod tests {
 
         let record = round_trip(Outcome::Runtime(Error::TimedOut {
             after: Duration::from_millis(1500),
-            left_running: true,
+            stopped: Stopped::LeftRunning,
         }));
         assert!(matches!(
             record.outcome,
-            Some(Outcome::Runtime(Error::TimedOut { after, left_running: false }))
+            Some(Outcome::Runtime(Error::TimedOut { after, stopped: Stopped::Process }))
                 if after == Duration::from_millis(1500)
         ));
     }
