@@ -73,8 +73,22 @@ where
     }
 
     /// Sends one request and returns the messages that answer it: none for a
-    /// change, the objects for a dump or a get.
+    /// change, the objects for a get. A reply that cannot be decoded fails
+    /// the request.
     pub(crate) fn request(&mut self, message: M, kind: Request) -> Result<Vec<M>, NetlinkError> {
+        let replies = self.exchange(message, kind)?;
+        match replies.undecodable.into_iter().next() {
+            Some(undecodable) => Err(NetlinkError::Malformed(undecodable.error)),
+            None => Ok(replies.messages),
+        }
+    }
+
+    /// Dumps all objects of a kind: those decoded, and those that could not be.
+    pub(crate) fn dump(&mut self, message: M) -> Result<Replies<M>, NetlinkError> {
+        self.exchange(message, Request::Dump)
+    }
+
+    fn exchange(&mut self, message: M, kind: Request) -> Result<Replies<M>, NetlinkError> {
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
         let mut header = NetlinkHeader::default();
@@ -91,7 +105,10 @@ where
         request.serialize(&mut buffer);
         self.socket.send(&buffer, 0).map_err(NetlinkError::Socket)?;
 
-        let mut answers = Vec::new();
+        let mut answers = Replies {
+            messages: Vec::new(),
+            undecodable: Vec::new(),
+        };
         loop {
             let (datagram, _) = self.socket.recv_from_full().map_err(NetlinkError::Socket)?;
             if take_replies(&datagram, sequence, &mut answers)? {
@@ -101,20 +118,53 @@ where
     }
 }
 
+/// The answers to a dump.
+#[derive(Debug)]
+pub(crate) struct Replies<M> {
+    /// The objects decoded.
+    pub(crate) messages: Vec<M>,
+    /// Those that could not be, as the kernel sent them.
+    pub(crate) undecodable: Vec<Undecodable>,
+}
+
+/// A reply whose netlink header is sound but whose payload this client
+/// cannot decode (an attribute it does not know the form of, a name that is
+/// not UTF-8): kept raw, so that one such object does not hide the others.
+#[derive(Debug)]
+pub(crate) struct Undecodable {
+    /// Its netlink message type, e.g. `RTM_NEWLINK`.
+    pub(crate) kind: u16,
+    /// Its payload.
+    pub(crate) payload: Vec<u8>,
+    /// Why it could not be decoded.
+    pub(crate) error: String,
+}
+
 /// Reads the replies in one datagram to the request `sequence`, collecting
 /// the objects; returns whether the request is answered in full.
 fn take_replies<M: NetlinkDeserializable + Debug>(
     datagram: &[u8],
     sequence: u32,
-    answers: &mut Vec<M>,
+    answers: &mut Replies<M>,
 ) -> Result<bool, NetlinkError> {
     for reply in parse_datagram(datagram)? {
-        if reply.header.sequence_number != sequence {
+        let got = match &reply {
+            Parsed::Message(message) => message.header.sequence_number,
+            Parsed::Undecodable { sequence, .. } => *sequence,
+        };
+        if got != sequence {
             return Err(NetlinkError::WrongSequence {
                 expected: sequence,
-                got: reply.header.sequence_number,
+                got,
             });
         }
+        let reply = match reply {
+            Parsed::Message(message) => message,
+            Parsed::Undecodable { undecodable, .. } => {
+                answers.undecodable.push(undecodable);
+                continue;
+            }
+        };
         match reply.payload {
             NetlinkPayload::Error(error) => {
                 return match error.code {
@@ -123,7 +173,7 @@ fn take_replies<M: NetlinkDeserializable + Debug>(
                 };
             }
             NetlinkPayload::Done(_) => return Ok(true),
-            NetlinkPayload::InnerMessage(message) => answers.push(message),
+            NetlinkPayload::InnerMessage(message) => answers.messages.push(message),
             NetlinkPayload::Overrun(_) => {
                 return Err(NetlinkError::Malformed(
                     "the kernel reported an overrun".into(),
@@ -192,20 +242,51 @@ impl LazyRtnl {
     }
 }
 
-/// Splits one datagram into netlink messages, refusing any that is cut short.
+/// One message of a datagram.
+#[derive(Debug)]
+enum Parsed<M> {
+    Message(NetlinkMessage<M>),
+    /// An object whose payload could not be decoded, for `sequence`.
+    Undecodable {
+        sequence: u32,
+        undecodable: Undecodable,
+    },
+}
+
+/// The first netlink message type that carries a family's own payload:
+/// those below are netlink's own (`NLMSG_NOOP`, `NLMSG_ERROR`,
+/// `NLMSG_DONE`, `NLMSG_OVERRUN`), which must always decode.
+const NLMSG_MIN_TYPE: u16 = 16;
+
+/// Splits one datagram into netlink messages, refusing any that is cut
+/// short; an object whose payload cannot be decoded is kept raw.
 fn parse_datagram<M: NetlinkDeserializable + Debug>(
     mut datagram: &[u8],
-) -> Result<Vec<NetlinkMessage<M>>, NetlinkError> {
+) -> Result<Vec<Parsed<M>>, NetlinkError> {
     let mut messages = Vec::new();
     while !datagram.is_empty() {
-        let length = NetlinkBuffer::new_checked(datagram)
-            .map_err(|error| NetlinkError::Malformed(error.to_string()))?
-            .length() as usize;
+        let buffer = NetlinkBuffer::new_checked(datagram)
+            .map_err(|error| NetlinkError::Malformed(error.to_string()))?;
+        let (length, kind, sequence) = (
+            buffer.length() as usize,
+            buffer.message_type(),
+            buffer.sequence_number(),
+        );
         // Messages are padded to 4 bytes; the last one may omit its padding.
         let padded = length.next_multiple_of(4).min(datagram.len());
-        let message = NetlinkMessage::deserialize(&datagram[..length])
-            .map_err(|error| NetlinkError::Malformed(error.to_string()))?;
-        messages.push(message);
+        let message = &datagram[..length];
+        messages.push(match NetlinkMessage::deserialize(message) {
+            Ok(message) => Parsed::Message(message),
+            Err(error) if kind >= NLMSG_MIN_TYPE => Parsed::Undecodable {
+                sequence,
+                undecodable: Undecodable {
+                    kind,
+                    payload: buffer.payload().to_vec(),
+                    error: error.to_string(),
+                },
+            },
+            Err(error) => return Err(NetlinkError::Malformed(error.to_string())),
+        });
         datagram = &datagram[padded..];
     }
     Ok(messages)
@@ -279,24 +360,61 @@ mod tests {
         16, 0, 0, 0, 19, 0, 5, 0, 7, 0, 0, 0, 0, 0, 0, 0, // the request's header
     ];
 
+    fn replies() -> Replies<RouteNetlinkMessage> {
+        Replies {
+            messages: Vec::new(),
+            undecodable: Vec::new(),
+        }
+    }
+
+    /// An `RTM_NEWLINK` for sequence number 7 whose name attribute is not
+    /// UTF-8: a link header (index 2) and `IFLA_IFNAME` "a\xff".
+    const LINK_WITH_A_BAD_NAME: [u8; 40] = [
+        40, 0, 0, 0, // length
+        16, 0, // RTM_NEWLINK
+        2, 0, // NLM_F_MULTI
+        7, 0, 0, 0, // sequence number
+        0, 0, 0, 0, // port
+        0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ifinfomsg: index 2
+        7, 0, 3, 0, b'a', 0xff, 0, 0, // IFLA_IFNAME, padded
+    ];
+
+    /// An object that cannot be decoded is kept, raw, and hides nothing.
+    #[test]
+    fn an_undecodable_object_is_kept_raw() {
+        let mut datagram = LINK_WITH_A_BAD_NAME.to_vec();
+        datagram.extend_from_slice(&ACK);
+        let mut answers = replies();
+        assert!(take_replies(&datagram, 7, &mut answers).expect("the dump"));
+        assert!(answers.messages.is_empty());
+        let [undecodable] = answers.undecodable.as_slice() else {
+            panic!("{answers:?}");
+        };
+        assert_eq!(undecodable.kind, 16);
+        assert_eq!(undecodable.payload, &LINK_WITH_A_BAD_NAME[16..]);
+    }
+
     #[test]
     fn parses_an_ack() {
         let messages = parse_datagram::<RouteNetlinkMessage>(&ACK).expect("a well-formed ACK");
         assert_eq!(messages.len(), 1);
-        assert_eq!(messages[0].header.sequence_number, 7);
-        assert!(matches!(&messages[0].payload, NetlinkPayload::Error(e) if e.code.is_none()));
+        let Parsed::Message(message) = &messages[0] else {
+            panic!("the ACK was not decoded: {messages:?}");
+        };
+        assert_eq!(message.header.sequence_number, 7);
+        assert!(matches!(&message.payload, NetlinkPayload::Error(e) if e.code.is_none()));
     }
 
     #[test]
     fn an_ack_ends_the_request() {
-        let mut answers = Vec::<RouteNetlinkMessage>::new();
+        let mut answers = replies();
         assert!(take_replies(&ACK, 7, &mut answers).expect("the ACK"));
-        assert!(answers.is_empty());
+        assert!(answers.messages.is_empty());
     }
 
     #[test]
     fn a_reply_to_another_request_is_an_error() {
-        let mut answers = Vec::<RouteNetlinkMessage>::new();
+        let mut answers = replies();
         assert!(matches!(
             take_replies(&ACK, 8, &mut answers),
             Err(NetlinkError::WrongSequence {
@@ -310,8 +428,7 @@ mod tests {
     fn a_nack_carries_the_errno() {
         let mut nack = ACK;
         nack[16..20].copy_from_slice(&(-17_i32).to_le_bytes());
-        let error =
-            take_replies(&nack, 7, &mut Vec::<RouteNetlinkMessage>::new()).expect_err("a NACK");
+        let error = take_replies(&nack, 7, &mut replies()).expect_err("a NACK");
         assert!(matches!(error, NetlinkError::Kernel(Errno::EEXIST)));
         assert_eq!(error.to_string(), "File exists (EEXIST)");
     }

@@ -26,7 +26,7 @@ use netlink_packet_utils::nla::DefaultNla;
 use nix::errno::Errno;
 
 use crate::error::{Error, NetlinkError};
-use crate::netlink::{Request, Rtnl};
+use crate::netlink::{Replies, Request, Rtnl};
 use crate::netns::NetNs;
 
 /// An IP address with a prefix length, such as `10.0.0.1/24` or `fd00::1/64`.
@@ -221,6 +221,23 @@ impl NetNs {
             .map_err(failed)
     }
 
+    /// Dumps all objects of a kind in this namespace: those decoded, and
+    /// those that could not be.
+    pub(crate) fn dump(
+        &self,
+        step: fmt::Arguments<'_>,
+        message: RouteNetlinkMessage,
+    ) -> Result<Replies<RouteNetlinkMessage>, Error> {
+        let failed = |source| Error::Netlink {
+            step: step.to_string(),
+            source,
+        };
+        let open = || self.run(Rtnl::open)?.map_err(failed);
+        self.rtnl
+            .with(open, |rtnl| rtnl.dump(message))?
+            .map_err(failed)
+    }
+
     /// The index of the link named `name`.
     fn index(&self, name: &str) -> Result<u32, Error> {
         let mut link = LinkMessage::default();
@@ -262,23 +279,35 @@ impl NetNs {
     ///
     /// [`Error::Netlink`] when a dump fails.
     pub fn links(&self) -> Result<Vec<Link>, Error> {
-        let dumped = self.request(
+        let dumped = self.dump(
             format_args!("list links"),
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            Request::Dump,
         )?;
+        // A link the client cannot decode in full (a name that is not
+        // UTF-8, an attribute of a newer kernel) is read from its header
+        // and the few attributes a `Link` holds.
+        let undecodable = dumped
+            .undecodable
+            .iter()
+            .filter(|undecodable| undecodable.kind == RTM_NEWLINK)
+            .filter_map(|undecodable| raw_link(&undecodable.payload));
         let mut links: Vec<Link> = dumped
+            .messages
             .into_iter()
             .filter_map(|message| match message {
                 RouteNetlinkMessage::NewLink(link) => Some(link_of(link)),
                 _ => None,
             })
+            .chain(undecodable)
             .collect();
-        let addresses = self.request(
-            format_args!("list addresses"),
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            Request::Dump,
-        )?;
+        links.sort_by_key(|link| link.index);
+        // An address that cannot be decoded is left out of its link's.
+        let addresses = self
+            .dump(
+                format_args!("list addresses"),
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            )?
+            .messages;
         for message in addresses {
             let RouteNetlinkMessage::NewAddress(address) = message else {
                 continue;
@@ -961,6 +990,58 @@ fn route_address(address: IpAddr) -> RouteAddress {
     }
 }
 
+/// `RTM_NEWLINK` (`linux/rtnetlink.h`).
+const RTM_NEWLINK: u16 = 16;
+
+/// A link from the raw payload of an `RTM_NEWLINK` that does not decode in
+/// full: its `ifinfomsg` header, then `IFLA_IFNAME` (read lossily),
+/// `IFLA_MTU` and `IFLA_OPERSTATE` from its attributes.
+fn raw_link(payload: &[u8]) -> Option<Link> {
+    /// `struct ifinfomsg`: family, pad, type, index, flags, change.
+    const HEADER: usize = 16;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MTU: u16 = 4;
+    const IFLA_OPERSTATE: u16 = 16;
+    let u32_at = |bytes: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    let index = u32_at(payload, 4)?;
+    let flags = u32_at(payload, 8)?;
+    let mut link = Link {
+        name: format!("if{index}"),
+        index,
+        up: LinkFlags::from_bits_retain(flags).contains(LinkFlags::Up),
+        state: OperState::Unknown,
+        mtu: 0,
+        addresses: Vec::new(),
+    };
+    let mut attributes = payload.get(HEADER..)?;
+    while attributes.len() >= 4 {
+        let length = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
+        let value = attributes.get(4..length)?;
+        match kind {
+            IFLA_IFNAME => {
+                let name = value.split(|&byte| byte == 0).next().unwrap_or_default();
+                link.name = String::from_utf8_lossy(name).into_owned();
+            }
+            IFLA_MTU => link.mtu = u32_at(value, 0)?,
+            IFLA_OPERSTATE => {
+                link.state = match value.first() {
+                    Some(6) => OperState::Up,
+                    Some(2) => OperState::Down,
+                    Some(5) => OperState::LowerLayerDown,
+                    Some(0) => OperState::Unknown,
+                    _ => OperState::Other,
+                }
+            }
+            _ => {}
+        }
+        attributes = attributes.get(length.next_multiple_of(4).min(attributes.len())..)?;
+    }
+    Some(link)
+}
+
 fn link_of(message: LinkMessage) -> Link {
     let mut link = Link {
         name: String::new(),
@@ -992,6 +1073,39 @@ fn link_of(message: LinkMessage) -> Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link whose name is not UTF-8 is read from its raw payload.
+    #[test]
+    fn a_link_that_does_not_decode_is_read_raw() {
+        // Netlink's integers are in the host's byte order.
+        let mut payload = vec![0, 0, 1, 0];
+        payload.extend(2u32.to_ne_bytes()); // index 2
+        payload.extend(1u32.to_ne_bytes()); // IFF_UP
+        payload.extend(0u32.to_ne_bytes()); // change mask
+        for (kind, value) in [
+            (3u16, &b"a\xff\0"[..]),
+            (4, &1500u32.to_ne_bytes()),
+            (16, &[6]),
+        ] {
+            let length = 4 + value.len() as u16;
+            payload.extend(length.to_ne_bytes());
+            payload.extend(kind.to_ne_bytes());
+            payload.extend(value);
+            payload.resize(payload.len().next_multiple_of(4), 0);
+        }
+        let link = raw_link(&payload).expect("a link");
+        assert_eq!(
+            (
+                link.name.as_str(),
+                link.index,
+                link.up,
+                link.state,
+                link.mtu
+            ),
+            ("a\u{fffd}", 2, true, OperState::Up, 1500)
+        );
+        assert!(raw_link(&payload[..10]).is_none(), "a header cut short");
+    }
 
     #[test]
     fn prefixes() {
