@@ -106,7 +106,14 @@ impl AsyncRuntime for Tokio {
             false => crate::outcome::catch(|| builder.enable_all().build()),
         };
         match built {
-            Ok(Ok(runtime)) => runtime.block_on(body),
+            Ok(Ok(runtime)) => {
+                let result = runtime.block_on(body);
+                if result.is_err() {
+                    // Before the runtime drops the tasks that hold sockets.
+                    crate::forensics::record_at_err();
+                }
+                result
+            }
             Ok(Err(source)) => crate::outcome::fail_runtime(crate::Error::AsyncRuntime { source }),
             Err(payload) => {
                 let message = crate::outcome::panic_message(payload.as_ref())

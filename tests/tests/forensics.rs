@@ -293,7 +293,7 @@ fn a_panic_shows_the_network_as_it_was_at_the_panic() {
             mode,
             output,
             &[
-                "netns-test: the network of `fixture::panics_with_sockets_open` at its panic:",
+                "netns-test: the network of `fixture::panics_with_sockets_open` at its panic (its sockets before unwinding, the rest after):",
                 "  test: the test's own namespace",
                 "lo         UNKNOWN    mtu 65536 127.0.0.1/8 ::1/128",
                 "a0         UP         mtu 1500 10.9.0.1/24",
@@ -326,7 +326,7 @@ fn an_unexpected_panic_shows_the_network_at_the_panic() {
             mode,
             output,
             &[
-                "the network of `fixture::panics_with_the_wrong_message` at its panic:",
+                "the network of `fixture::panics_with_the_wrong_message` at its panic (its sockets before unwinding, the rest after):",
                 "tcp LISTEN     127.0.0.1:7878",
             ],
         );
@@ -342,7 +342,7 @@ fn an_err_and_a_timeout_show_the_network_too() {
             mode,
             output,
             &[
-                "the network of `fixture::returns_err` when it returned Err:",
+                "the network of `fixture::returns_err` when it returned Err (its sockets after the body's locals were dropped):",
                 "a0         UP         mtu 1500 10.9.0.1/24",
                 "  ns2: made by NetNs::new",
             ],

@@ -17,7 +17,7 @@ use std::cell::Cell;
 use std::fmt::Write;
 use std::panic::{self, PanicHookInfo};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::env;
 use crate::error::Error;
@@ -53,8 +53,13 @@ pub(crate) struct Evidence {
     made_inodes: Mutex<Vec<u64>>,
     /// The keys under which the registry finds this test.
     keys: Mutex<Vec<NsKey>>,
-    /// The state at the latest panic inside the test's namespaces.
-    at_panic: Mutex<Option<String>>,
+    /// The sockets of its namespaces (its own first, then those it made),
+    /// taken at its first panic that can fail it, before unwinding closed
+    /// the body's; or when its async runtime returned `Err`, before the
+    /// runtime and its tasks were dropped.
+    early_sockets: Mutex<Option<EarlySockets>>,
+    /// How many panics that can fail the test there were.
+    panics: AtomicUsize,
     capture: Option<Capture>,
     keep_all: bool,
     concluded: AtomicBool,
@@ -94,7 +99,7 @@ impl Evidence {
         own: Rtnl,
         mode: env::Capture,
     ) -> Result<Arc<Self>, Error> {
-        install_panic_hook();
+        keep_panic_hook();
         let capture = match mode {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(capture_file(test)?)?),
@@ -106,7 +111,8 @@ impl Evidence {
             not_kept: AtomicUsize::new(0),
             made_inodes: Mutex::new(Vec::new()),
             keys: Mutex::new(vec![here]),
-            at_panic: Mutex::new(None),
+            early_sockets: Mutex::new(None),
+            panics: AtomicUsize::new(0),
             capture,
             keep_all: mode == env::Capture::All,
             concluded: AtomicBool::new(false),
@@ -125,21 +131,56 @@ impl Evidence {
             .clone()
     }
 
-    /// The state of every namespace of the test, now.
-    fn state(&self) -> String {
-        let mut out = String::new();
-        match NetNs::of_socket(&self.own) {
-            Ok(own) => state::write(&mut out, "test: the test's own namespace", &own),
-            Err(error) => {
-                let _ = writeln!(
-                    out,
-                    "  test: the test's own namespace\n    unreadable: {error}"
-                );
-            }
-        }
+    /// The test's namespaces, its own first, each with its label.
+    fn namespaces(&self) -> Vec<(String, Result<NetNs, Error>)> {
+        let own = NetNs::of_socket(&self.own);
         let made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, ns) in made.iter().enumerate() {
-            state::write(&mut out, &format!("ns{}: made by NetNs::new", i + 2), ns);
+        let made = made.iter().enumerate().map(|(i, ns)| {
+            let label = format!("ns{}: made by NetNs::new", i + 2);
+            (
+                label,
+                ns.try_clone().map_err(|source| Error::Duplicate {
+                    step: "read a namespace the test made, for its report",
+                    source,
+                }),
+            )
+        });
+        std::iter::once(("test: the test's own namespace".to_owned(), own))
+            .chain(made)
+            .collect()
+    }
+
+    /// Takes the sockets of the test's namespaces now, once: `when` says
+    /// when, in the report.
+    fn keep_sockets(&self, when: &'static str) {
+        let mut early = self
+            .early_sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if early.is_some() {
+            return;
+        }
+        let sockets = self
+            .namespaces()
+            .into_iter()
+            .map(|(_, ns)| ns.and_then(|ns| state::sockets(&ns)))
+            .collect();
+        *early = Some(EarlySockets { when, sockets });
+    }
+
+    /// The state of every namespace of the test, now, but for the sockets
+    /// taken earlier, `early`.
+    fn state(&self, early: Option<EarlySockets>) -> String {
+        let mut out = String::new();
+        let mut early = early.map(|early| early.sockets.into_iter());
+        for (label, ns) in self.namespaces() {
+            let taken = early.as_mut().and_then(Iterator::next);
+            match ns {
+                Ok(ns) => state::write(&mut out, &label, &ns, taken),
+                Err(error) => {
+                    let _ = writeln!(out, "  {label}\n    unreadable: {error}");
+                }
+            }
         }
         let not_kept = self.not_kept.load(Ordering::Relaxed);
         if not_kept > 0 {
@@ -170,18 +211,30 @@ impl Evidence {
             Moment::Ended(Outcome::Runtime(_)) => None,
         };
         if let Some(why) = why.filter(|_| failed) {
-            let taken_at_panic = match moment {
-                Moment::Ended(Outcome::Panicked(_)) => self
-                    .at_panic
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take(),
-                _ => None,
+            let early = self
+                .early_sockets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let panics = self.panics.load(Ordering::Relaxed);
+            let sockets = match (moment, &early) {
+                (Moment::Ended(Outcome::Panicked(_)), Some(early)) if panics > 1 => {
+                    format!(" (its sockets {} of the first of its {panics} panics, the rest after)", early.when)
+                }
+                (Moment::Ended(Outcome::Panicked(_)), Some(early)) => {
+                    format!(" (its sockets {}, the rest after)", early.when)
+                }
+                (Moment::Ended(Outcome::Returned(_)), Some(early)) => {
+                    format!(" (its sockets {})", early.when)
+                }
+                (Moment::Ended(Outcome::Panicked(_)), None) => " (its sockets after unwinding closed the body's: the panic hook that takes them at the panic did not run)".to_owned(),
+                (Moment::Ended(Outcome::Returned(_)), None) => " (its sockets after the body's locals were dropped)".to_owned(),
+                _ => String::new(),
             };
-            let state = taken_at_panic.unwrap_or_else(|| self.state());
+            let state = self.state(early);
             let _ = write!(
                 report,
-                "netns-test: the network of `{}` {why}:\n{state}",
+                "netns-test: the network of `{}` {why}{sockets}:\n{state}",
                 self.test.name()
             );
         }
@@ -306,36 +359,78 @@ thread_local! {
     static IN_HOOK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Chains a panic hook to whatever hook is there: a panic on a thread
-/// inside a test's namespaces records their state before unwinding drops
-/// the body's sockets. It acts on nothing else.
-fn install_panic_hook() {
-    static INSTALLED: Once = Once::new();
-    INSTALLED.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-            record_at_panic(info);
-            previous(info);
-        }));
-    });
-}
+/// The data address of the panic hook this module installed, to know it
+/// again among the hooks `panic::take_hook` returns.
+static OUR_HOOK: AtomicUsize = AtomicUsize::new(0);
 
-/// Takes the state of the test the panicking thread belongs to, unless the
-/// panic is one its `should_panic` expects: the test then passes, and pays
-/// for nothing.
-fn record_at_panic(info: &PanicHookInfo<'_>) {
-    if IN_HOOK.with(|in_hook| in_hook.replace(true)) {
+/// Makes sure the panic hook that takes a test's sockets at its panic is
+/// installed, chained to whatever hook is there: at the first test, and
+/// again at any later test where code (a logging crate, say) has replaced
+/// it with `panic::set_hook` since. A panic on a thread inside a test's
+/// namespaces takes their sockets before unwinding closes the body's; the
+/// hook acts on nothing else.
+fn keep_panic_hook() {
+    static KEEPING: Mutex<()> = Mutex::new(());
+    let _keeping = KEEPING.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = panic::take_hook();
+    let address = |hook: &(dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static)| {
+        std::ptr::from_ref(hook).cast::<()>() as usize
+    };
+    if address(current.as_ref()) == OUR_HOOK.load(Ordering::Relaxed) {
+        panic::set_hook(current);
         return;
     }
+    let ours: Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static> =
+        Box::new(move |info: &PanicHookInfo<'_>| {
+            // Once per panic on this thread: a hook that chains this one
+            // may be chained by it in turn, and a panic inside the hook must
+            // not start another.
+            if IN_HOOK.with(|in_hook| in_hook.replace(true)) {
+                current(info);
+                return;
+            }
+            record_at_panic(info);
+            current(info);
+            IN_HOOK.with(|in_hook| in_hook.set(false));
+        });
+    OUR_HOOK.store(address(ours.as_ref()), Ordering::Relaxed);
+    panic::set_hook(ours);
+}
+
+/// Takes the sockets of the test the panicking thread belongs to, at the
+/// first panic that can fail it (unless its `should_panic` expects it: the
+/// test then passes, and pays for nothing). Later panics only count: a test
+/// that catches many (proptest, `catch_unwind`) pays for one.
+fn record_at_panic(info: &PanicHookInfo<'_>) {
     let evidence = NsKey::of_this_thread().ok().and_then(find);
     if let Some(evidence) =
         evidence.filter(|evidence| panic_fails(info.payload(), evidence.test.should_panic))
     {
-        let state = evidence.state();
-        *evidence
-            .at_panic
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(state);
+        evidence.panics.fetch_add(1, Ordering::Relaxed);
+        evidence.keep_sockets("before unwinding");
     }
-    IN_HOOK.with(|in_hook| in_hook.set(false));
+}
+
+/// In an async test whose body returned `Err`, on the body's thread, before
+/// its runtime (and the tasks that hold sockets) is dropped: takes the
+/// test's sockets for its report.
+#[cfg_attr(
+    not(feature = "tokio"),
+    expect(
+        dead_code,
+        reason = "only the tokio runtime returns before it is dropped"
+    )
+)]
+pub(crate) fn record_at_err() {
+    if let Some(evidence) = NsKey::of_this_thread().ok().and_then(find) {
+        evidence.keep_sockets("before its runtime and tasks were dropped");
+    }
+}
+
+/// The sockets of a test's namespaces, taken before its end.
+struct EarlySockets {
+    /// When, as the report says it.
+    when: &'static str,
+    /// Those of each namespace, its own first.
+    sockets: Vec<state::SocketLines>,
 }

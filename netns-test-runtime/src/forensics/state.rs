@@ -18,17 +18,24 @@ use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROT
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 
 use crate::error::Error;
-use crate::netlink::{Request, SockDiag};
+use crate::netlink::{Replies, SockDiag};
 use crate::netns::NetNs;
 use crate::topology::{Link, OperState};
 
+/// The lines of the sockets section, or why they could not be read.
+pub(crate) type SocketLines = Result<Vec<String>, Error>;
+
 /// Writes the state of `ns`, under the heading `label`, indented for a
-/// failure report. A part that cannot be read says why, in its place.
-pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs) {
+/// failure report, with its sockets as `taken` earlier where given. A part
+/// that cannot be read says why, in its place.
+pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs, taken: Option<SocketLines>) {
     let _ = writeln!(out, "  {label}");
     let links = ns.links();
     let names: HashMap<u32, String> = match &links {
-        Ok(links) => links.iter().map(|l| (l.index, l.name.clone())).collect(),
+        Ok(links) => links
+            .iter()
+            .map(|l| (l.index, printable(&l.name)))
+            .collect(),
         Err(_) => HashMap::new(),
     };
     let name = |index: u32| {
@@ -44,7 +51,7 @@ pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs) {
     );
     section(out, "routes", routes(ns, &name));
     section(out, "neighbours", neighbours(ns, &name));
-    section(out, "sockets", sockets(ns));
+    section(out, "sockets", taken.unwrap_or_else(|| sockets(ns)));
 }
 
 /// Writes one part: its name, then one line per item.
@@ -69,7 +76,7 @@ fn link(link: &Link) -> String {
         (true, OperState::Unknown) => "UNKNOWN",
         (true, OperState::Other) => "OTHER",
     };
-    let mut line = format!("{:<10} {state:<10} mtu {}", link.name, link.mtu);
+    let mut line = format!("{:<10} {state:<10} mtu {}", printable(&link.name), link.mtu);
     for address in &link.addresses {
         let _ = write!(line, " {address}");
     }
@@ -92,15 +99,40 @@ fn routes(ns: &NetNs, name: &impl Fn(u32) -> String) -> Result<Vec<String>, Erro
 }
 
 /// Dumps objects of `ns` with `request`, and writes the lines `line` makes
-/// of those it keeps.
+/// of those it keeps, then a line for those that could not be decoded.
 fn dump(
     ns: &NetNs,
     step: std::fmt::Arguments<'_>,
     request: RouteNetlinkMessage,
     line: impl FnMut(RouteNetlinkMessage) -> Option<String>,
 ) -> Result<Vec<String>, Error> {
-    let dumped = ns.request(step, request, Request::Dump)?;
-    Ok(dumped.into_iter().filter_map(line).collect())
+    let dumped = ns.dump(step, request)?;
+    Ok(lines_of(dumped, line))
+}
+
+/// The lines `line` makes of the objects of a dump, then one that names
+/// how many more could not be decoded, and why the first could not.
+fn lines_of<M>(replies: Replies<M>, line: impl FnMut(M) -> Option<String>) -> Vec<String> {
+    let mut lines: Vec<String> = replies.messages.into_iter().filter_map(line).collect();
+    if let Some(first) = replies.undecodable.first() {
+        lines.push(format!(
+            "({} could not be decoded: {})",
+            replies.undecodable.len(),
+            printable(&first.error)
+        ));
+    }
+    lines
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\n`), so that a
+/// name cannot drive the terminal a report is read on.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 fn route_line(route: RouteMessage, name: &impl Fn(u32) -> String) -> Option<String> {
@@ -203,7 +235,7 @@ fn mac(bytes: &[u8]) -> String {
 }
 
 /// TCP and UDP sockets of both families, as sock_diag lists them.
-fn sockets(ns: &NetNs) -> Result<Vec<String>, Error> {
+pub(crate) fn sockets(ns: &NetNs) -> SocketLines {
     let failed = |source| Error::Netlink {
         step: "list sockets (sock_diag)".into(),
         source,
@@ -223,18 +255,20 @@ fn sockets(ns: &NetNs) -> Result<Vec<String>, Error> {
                 states: StateFlags::all(),
                 socket_id,
             });
-            for answer in diag.request(request, Request::Dump).map_err(failed)? {
-                if let SockDiagMessage::InetResponse(response) = answer {
+            let dumped = diag.dump(request).map_err(failed)?;
+            lines.extend(lines_of(dumped, |answer| match answer {
+                SockDiagMessage::InetResponse(response) => {
                     let header = &response.header;
-                    lines.push(socket_line(
+                    Some(socket_line(
                         proto_name,
                         header.state,
                         &header.socket_id,
                         header.recv_queue,
                         header.send_queue,
-                    ));
+                    ))
                 }
-            }
+                _ => None,
+            }));
         }
     }
     Ok(lines)
