@@ -211,14 +211,7 @@ impl NetNs {
         message: RouteNetlinkMessage,
         kind: Request,
     ) -> Result<Vec<RouteNetlinkMessage>, Error> {
-        let failed = |source| Error::Netlink {
-            step: step.to_string(),
-            source,
-        };
-        let open = || self.run(Rtnl::open)?.map_err(failed);
-        self.rtnl
-            .with(open, |rtnl| rtnl.request(message, kind))?
-            .map_err(failed)
+        self.with_rtnl(step, |rtnl| rtnl.request(message, kind))
     }
 
     /// Dumps all objects of a kind in this namespace: those decoded, and
@@ -228,14 +221,22 @@ impl NetNs {
         step: fmt::Arguments<'_>,
         message: RouteNetlinkMessage,
     ) -> Result<Replies<RouteNetlinkMessage>, Error> {
+        self.with_rtnl(step, |rtnl| rtnl.dump(message))
+    }
+
+    /// Runs `f` on the rtnetlink socket the handle keeps, opened on first
+    /// use on a thread inside; a failure names `step`.
+    fn with_rtnl<T>(
+        &self,
+        step: fmt::Arguments<'_>,
+        f: impl FnOnce(&mut Rtnl) -> Result<T, NetlinkError>,
+    ) -> Result<T, Error> {
         let failed = |source| Error::Netlink {
             step: step.to_string(),
             source,
         };
         let open = || self.run(Rtnl::open)?.map_err(failed);
-        self.rtnl
-            .with(open, |rtnl| rtnl.dump(message))?
-            .map_err(failed)
+        self.rtnl.with(open, f)?.map_err(failed)
     }
 
     /// The index of the link named `name`.
