@@ -23,6 +23,9 @@ pub(crate) enum Fault {
         expect(dead_code, reason = "only the tokio runtime is built")
     )]
     AsyncRuntime,
+    /// `slow-capture`: the capture reads each packet 100 µs late, as on a
+    /// loaded machine or a slow disk, so any steady sender outpaces it.
+    SlowCapture,
 }
 
 impl Fault {
@@ -32,6 +35,7 @@ impl Fault {
             Fault::ForwardingHost => "forwarding-host",
             Fault::EarlyThreads => "early-threads",
             Fault::AsyncRuntime => "async-runtime",
+            Fault::SlowCapture => "slow-capture",
         }
     }
 }

@@ -198,8 +198,10 @@ fn is_root() -> bool {
 }
 
 /// A body that sends past its timeout ends at it: the capture finishes
-/// within a bound, and the test reports its packets. Without the bound,
-/// the run never ends; `timeout` kills it after 60 s.
+/// within a bound, and the test reports its packets. The capture is slowed
+/// (the fault `slow-capture`), so that the flood always outpaces it, as on
+/// a loaded machine; without the bounds, the run never ends, and `timeout`
+/// kills it after 60 s.
 #[test]
 fn a_flood_past_the_timeout_ends_at_the_timeout() {
     for mode in MODES {
@@ -211,6 +213,7 @@ fn a_flood_past_the_timeout_ends_at_the_timeout() {
             &[
                 ("NETNS_TEST_MODE", mode),
                 ("NETNS_TEST_CAPTURE_DIR", text(&dir)),
+                ("__NETNS_TEST_FAULT", "slow-capture"),
             ],
         );
         let output = report.failure_output("fixture::floods_past_its_timeout");
@@ -224,8 +227,8 @@ fn a_flood_past_the_timeout_ends_at_the_timeout() {
 }
 
 /// A quiet test beside a flooding one, in the same process, passes: the
-/// flood cannot hold up its finish. The flood stops when the quiet test
-/// has been reported.
+/// flood, which outpaces the slowed capture, cannot hold up its finish.
+/// The flood stops when the quiet test has been reported.
 #[test]
 fn a_quiet_test_beside_a_flood_passes() {
     for mode in MODES {
@@ -236,6 +239,7 @@ fn a_quiet_test_beside_a_flood_passes() {
             .env("NETNS_TEST_MODE", mode)
             .env("NETNS_TEST_CAPTURE_DIR", &dir)
             .env("NETNS_TEST_STOP", &stop)
+            .env("__NETNS_TEST_FAULT", "slow-capture")
             .env_remove("NEXTEST_TEST_FILTER")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -534,7 +538,7 @@ fn a_crash_before_any_packet_says_there_were_none() {
     }
 }
 
-/// 500 tests with capture on pass under a 512-descriptor limit: the
+/// 500 tests with capture on pass under a 256-descriptor limit: the
 /// packet sockets of finished tests wait for a bounded pool of closers,
 /// not in an unbounded queue.
 #[test]
@@ -542,7 +546,7 @@ fn descriptors_stay_bounded() {
     for mode in MODES {
         let dir = fresh_dir("descriptors", mode);
         let report = run_fixtures_under(
-            &["sh", "-c", "ulimit -n 512 && exec \"$0\" \"$@\""],
+            &["sh", "-c", "ulimit -n 256 && exec \"$0\" \"$@\""],
             "fixture::many::",
             &["--ignored"],
             &[

@@ -58,6 +58,7 @@ pub(crate) use super::capture_files::warn_once;
 use super::capture_files::{self, Dir, stem_of};
 use crate::env;
 use crate::error::Error;
+use crate::fault::{self, Fault};
 use crate::netlink::{Request, Rtnl};
 use crate::netns::NetNs;
 
@@ -525,6 +526,7 @@ impl TestCapture {
     /// Writes at most `budget` packets waiting on source `index`; whether
     /// more may be waiting.
     fn drain(&mut self, index: usize, buffer: &mut [u8], budget: usize) -> Result<bool, Error> {
+        let slow = fault::injected(Fault::SlowCapture);
         for _ in 0..budget {
             let fd = self.sources[index].socket.as_raw_fd();
             let mut control = nix::cmsg_space!(TimeSpec);
@@ -541,6 +543,9 @@ impl TestCapture {
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(capture_error("read a captured packet", errno)),
             };
+            if slow {
+                thread::sleep(Duration::from_micros(100));
+            }
             let length = message.bytes;
             let Some(address) = message.address else {
                 continue;
