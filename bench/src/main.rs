@@ -17,7 +17,9 @@
 //!   500 plain tests that each make the floor's namespace: the floor as a
 //!   suite reaches it, with the parallelism that runner and kernel allow;
 //! - the same netns and plain suites under `cargo nextest run` as root and
-//!   as uid 65534, for what rootless adds per test against root.
+//!   as uid 65534, for what rootless adds per test against root;
+//! - the 500 netns tests with packet capture off and on, by wall time and
+//!   by the most descriptors held at once.
 //!
 //! It prints every median and the ratios the README's targets are stated in.
 //! It asserts nothing: the machine is noisy, and the numbers are for people.
@@ -169,7 +171,77 @@ fn main() {
             println!("| cargo nextest run | {mode} | not installed | | | | | |");
         }
     }
+    capture_rows(&speed);
     rootless_nextest_rows();
+}
+
+/// The 500 trivial netns tests under libtest with capture off and on
+/// (`NETNS_TEST_CAPTURE=failed`, every test passing), in alternating runs:
+/// wall time, and the most descriptors the test binary and its children
+/// held at once, sampled as they run.
+fn capture_rows(speed: &str) {
+    println!();
+    println!(
+        "500 trivial tests, capture off against on (NETNS_TEST_CAPTURE=failed), libtest, median of {SUITE_RUNS} runs; descriptors: the most held at once, over all runs:"
+    );
+    println!("| mode | capture off | capture on | ratio (target <= 1.50) | descriptors off / on |");
+    println!("| --- | --- | --- | --- | --- |");
+    let captures = std::env::temp_dir().join(format!("netns-test-bench-{}", std::process::id()));
+    for mode in ["thread", "helper"] {
+        let mut walls = [Vec::new(), Vec::new()];
+        let mut descriptors = [0usize, 0];
+        for _ in 0..SUITE_RUNS {
+            for (on, capture) in ["off", "failed"].into_iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(300));
+                let start = Instant::now();
+                let mut child = Command::new(speed)
+                    .args(["fixture::suite::netns::", "--ignored", "-q"])
+                    .env("NETNS_TEST_MODE", mode)
+                    .env("NETNS_TEST_CAPTURE", capture)
+                    .env("NETNS_TEST_CAPTURE_DIR", &captures)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("run the suite");
+                let status = loop {
+                    descriptors[on] = descriptors[on].max(descriptors_of_tree(child.id()));
+                    if let Some(status) = child.try_wait().expect("wait for the suite") {
+                        break status;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                };
+                walls[on].push(start.elapsed());
+                assert!(status.success(), "the suite failed with capture {capture}");
+            }
+        }
+        let [off, on] = walls.map(|times| median(&times));
+        println!(
+            "| {mode} | {} | {} | {:.2} | {} / {} |",
+            show(off),
+            show(on),
+            ratio(on, off),
+            descriptors[0],
+            descriptors[1]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&captures);
+}
+
+/// The open descriptors of process `pid` and of its descendants.
+fn descriptors_of_tree(pid: u32) -> usize {
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    let children: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    open + children.into_iter().map(descriptors_of_tree).sum::<usize>()
 }
 
 /// Under nextest, rootless against root: the time a trivial netns test adds

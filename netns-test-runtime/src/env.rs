@@ -115,13 +115,43 @@ pub(crate) fn capture_dir() -> Result<Option<PathBuf>, Error> {
         .map(PathBuf::from))
 }
 
+/// The most a test's capture file holds unless `NETNS_TEST_CAPTURE_LIMIT`
+/// says otherwise: 64 MiB.
+pub(crate) const DEFAULT_CAPTURE_LIMIT: u64 = 64 << 20;
+
+/// Reads `NETNS_TEST_CAPTURE_LIMIT`: how many bytes of packets one test's
+/// capture file may hold; packets past it are counted, not written.
+pub(crate) fn capture_limit() -> Result<u64, Error> {
+    const EXPECTED: &str =
+        "a whole number of bytes, or one followed by `KiB`, `MiB` or `GiB`, e.g. `64MiB`";
+    let Some(text) = var("NETNS_TEST_CAPTURE_LIMIT", EXPECTED)? else {
+        return Ok(DEFAULT_CAPTURE_LIMIT);
+    };
+    parse_size(&text).ok_or(Error::BadEnv {
+        name: "NETNS_TEST_CAPTURE_LIMIT",
+        value: text,
+        expected: EXPECTED,
+    })
+}
+
+/// Parses `"1048576"`, `"512KiB"`, `"64MiB"` or `"1GiB"` into bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let (number, unit) = number_and_unit(text)?;
+    let shift = match unit {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
 /// Parses `"500ms"`, `"10s"` or `"2m"`, as the attribute's `timeout` does
 /// (`netns-test-macro/src/args.rs`, which cannot share this code: a
 /// proc-macro crate cannot depend on the crate that depends on it).
 fn parse_duration(text: &str) -> Option<Duration> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
+    let (number, unit) = number_and_unit(text)?;
     let millis = match unit {
         "ms" => number,
         "s" => number.checked_mul(1_000)?,
@@ -129,6 +159,13 @@ fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_millis(millis))
+}
+
+/// A whole number at the start of `text`, and what follows it.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    Some((number.parse().ok()?, unit))
 }
 
 #[cfg(test)]
@@ -153,6 +190,30 @@ mod tests {
             "99999999999999999999s",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "64MB",
+            "64mib",
+            "64 MiB",
+            "1.5MiB",
+            "-1",
+            "64M",
+            "1TiB",
+            "99999999999999999999",
+            "17179869184GiB",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
         }
     }
 }

@@ -101,6 +101,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// No directory could take capture files: neither the one asked for
+    /// (or the default) nor the fallback in the system's temporary directory.
+    #[error(
+        "packet capture: the capture directory {} cannot be used: {problem}; set NETNS_TEST_CAPTURE_DIR to a directory that belongs to you and that no one else may write",
+        dir.display()
+    )]
+    CaptureDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        problem: CaptureDirProblem,
+    },
     /// libtest started the test a second time in one process.
     #[error(
         "`{test}` is registered with libtest twice, so it is listed and run twice: a `#[test]` above `#[netns_test]` adds a registration that `#[netns_test]` cannot see; remove that `#[test]`, or move it below `#[netns_test]`"
@@ -387,4 +400,40 @@ fn unshare_remedy(errno: Errno) -> &'static str {
             "this needs CAP_SYS_ADMIN: run as root, or leave NETNS_TEST_MODE unset (or `helper` or `process`) so that netns-test runs the body inside a user namespace of its own"
         }
     }
+}
+
+/// Why a directory cannot take capture files: netns-test writes only where
+/// no one but the running user can plant or read a file.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureDirProblem {
+    /// A system call on the directory failed.
+    #[error("{step}: {source}")]
+    Io {
+        /// What was being done.
+        step: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Errno,
+    },
+    /// The directory belongs to another user.
+    #[error("it belongs to uid {owner}, not to this user (uid {user})")]
+    NotOwned {
+        /// Its owner.
+        owner: u32,
+        /// The running user.
+        user: u32,
+    },
+    /// Others may write to the directory.
+    #[error("its group or others may write to it (mode {mode:o})")]
+    WritableByOthers {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Its owner may not write to it.
+    #[error("it is not writable (mode {mode:o})")]
+    NotWritable {
+        /// Its permission bits.
+        mode: u32,
+    },
 }

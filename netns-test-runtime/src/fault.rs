@@ -30,6 +30,9 @@ pub(crate) enum Fault {
         expect(dead_code, reason = "only the tokio runtime is built")
     )]
     AsyncRuntimeThreads,
+    /// `slow-capture`: the capture reads each packet 100 µs late, as on a
+    /// loaded machine or a slow disk, so any steady sender outpaces it.
+    SlowCapture,
 }
 
 impl Fault {
@@ -40,6 +43,7 @@ impl Fault {
             Fault::EarlyThreads => "early-threads",
             Fault::AsyncRuntime => "async-runtime",
             Fault::AsyncRuntimeThreads => "async-runtime-threads",
+            Fault::SlowCapture => "slow-capture",
         }
     }
 }

@@ -5,6 +5,8 @@
 //! `#[ignore]`d, so that a normal run skips them, and live in modules named
 //! `fixture`; `.config/nextest.toml` keeps them out of nextest runs.
 
+pub mod pcap;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use netns_test_tests::pcap::{
+    files_under, holds, interface_holds, read_capture, read_capture_cut_short, reported_capture,
+};
 use netns_test_tests::{MODES, Report, run_fixtures};
-use pcap_file::pcapng::{Block, PcapNgReader};
 
 /// What the fixtures send, to be found in the capture.
 const OVER_LO: &[u8] = b"payload-over-lo-7f3a";
@@ -128,7 +130,7 @@ mod fixture {
         drop(listener);
         let dir = std::env::var_os("NETNS_TEST_CAPTURE_DIR").expect("a capture directory");
         for _ in 0..1000 {
-            let written = super::files_under(dir.as_ref())
+            let written = netns_test_tests::pcap::files_under(dir.as_ref())
                 .iter()
                 .filter_map(|file| std::fs::read(file).ok())
                 .any(|bytes| bytes.windows(OVER_LO.len()).any(|window| window == OVER_LO));
@@ -171,20 +173,6 @@ fn capture_dir(name: &str, mode: &str) -> PathBuf {
     dir
 }
 
-/// Every file under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 fn run(fixture: &str, mode: &str, env: &[(&str, &str)]) -> Report {
     let mut env = env.to_vec();
     env.push(("NETNS_TEST_MODE", mode));
@@ -217,71 +205,6 @@ fn run_capturing(fixture: &str, mode: &str, capture: Option<&str>, dir: &Path) -
         ),
         None => run(fixture, mode, &[("NETNS_TEST_CAPTURE_DIR", dir)]),
     }
-}
-
-/// The interfaces of a pcapng file, by name, with the packets of each.
-fn read_capture(path: &Path) -> Vec<(String, Vec<Vec<u8>>)> {
-    read_capture_cut_short(path, false)
-}
-
-/// The same, of a file whose last block may be cut short (its writer died)
-/// when `cut_short` is true.
-fn read_capture_cut_short(path: &Path, cut_short: bool) -> Vec<(String, Vec<Vec<u8>>)> {
-    let file = std::fs::File::open(path).expect("open the capture");
-    let mut reader = PcapNgReader::new(file).expect("a pcapng file");
-    let mut interfaces: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
-    while let Some(block) = reader.next_block() {
-        let block = match block {
-            Ok(block) => block,
-            Err(_) if cut_short => break,
-            Err(error) => panic!("a block that is not well formed: {error}"),
-        };
-        match block {
-            Block::InterfaceDescription(interface) => {
-                let name = interface
-                    .options
-                    .iter()
-                    .find_map(|option| match option {
-                        pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption::IfName(name) => Some(name.to_string()),
-                        _ => None,
-                    })
-                    .expect("every interface is named");
-                interfaces.push((name, Vec::new()));
-            }
-            Block::EnhancedPacket(packet) => {
-                interfaces[packet.interface_id as usize]
-                    .1
-                    .push(packet.data.to_vec());
-            }
-            _ => {}
-        }
-    }
-    interfaces
-}
-
-/// Whether the interface `name` of a capture has a packet holding `payload`.
-fn interface_holds(interfaces: &[(String, Vec<Vec<u8>>)], name: &str, payload: &[u8]) -> bool {
-    interfaces
-        .iter()
-        .any(|(interface, packets)| interface == name && holds(packets, payload))
-}
-
-fn holds(packets: &[Vec<u8>], payload: &[u8]) -> bool {
-    packets.iter().any(|packet| {
-        packet
-            .windows(payload.len())
-            .any(|window| window == payload)
-    })
-}
-
-/// The path the report gives for the capture.
-fn reported_capture(output: &str) -> PathBuf {
-    let line = output
-        .lines()
-        .find(|line| line.starts_with("netns-test: its packets ("))
-        .unwrap_or_else(|| panic!("no capture in the report:\n{output}"));
-    let (_, path) = line.rsplit_once("): ").expect("a path");
-    PathBuf::from(path)
 }
 
 #[test]

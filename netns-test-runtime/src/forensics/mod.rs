@@ -11,6 +11,7 @@
 //! else.
 
 mod capture;
+mod capture_files;
 mod state;
 
 use std::cell::Cell;
@@ -60,7 +61,9 @@ pub(crate) struct Evidence {
     early_sockets: Mutex<Option<EarlySockets>>,
     /// How many panics that can fail the test there were.
     panics: AtomicUsize,
-    capture: Option<Capture>,
+    /// The capture, when asked for; why there is none, when it could not
+    /// start (which fails no test: a failed one says why).
+    capture: Option<Result<Capture, Error>>,
     keep_all: bool,
     concluded: AtomicBool,
 }
@@ -102,7 +105,7 @@ impl Evidence {
         keep_panic_hook();
         let capture = match mode {
             env::Capture::Off => None,
-            env::Capture::Failed | env::Capture::All => Some(Capture::start(capture_file(test)?)?),
+            env::Capture::Failed | env::Capture::All => Some(Capture::start(test.name())),
         };
         let evidence = Arc::new(Evidence {
             test,
@@ -239,7 +242,17 @@ impl Evidence {
             );
         }
         if let Some(capture) = &self.capture {
-            match capture.finish(failed || self.keep_all) {
+            capture::warn_once();
+            let finished = match capture {
+                Ok(capture) => capture.finish(failed || self.keep_all),
+                Err(error) => {
+                    if failed {
+                        let _ = writeln!(report, "netns-test: no packets were captured: {error}");
+                    }
+                    Ok(None)
+                }
+            };
+            match finished {
                 Ok(Some((file, what))) if failed => {
                     let _ = writeln!(
                         report,
@@ -259,7 +272,7 @@ impl Evidence {
 
 impl Drop for Evidence {
     fn drop(&mut self) {
-        if let Some(capture) = &self.capture {
+        if let Some(Ok(capture)) = &self.capture {
             let _ = capture.finish(false);
         }
         let keys = std::mem::take(&mut *self.keys.lock().unwrap_or_else(PoisonError::into_inner));
@@ -275,6 +288,8 @@ impl Drop for Evidence {
 pub(crate) fn ready_for(test: &Test) -> Result<env::Capture, Error> {
     let mode = capture_mode(test)?;
     if mode != env::Capture::Off {
+        // Checked here, before the body, as every variable is.
+        env::capture_limit()?;
         capture::start_service()?;
     }
     Ok(mode)
@@ -288,15 +303,6 @@ fn capture_mode(test: &Test) -> Result<env::Capture, Error> {
     })
 }
 
-/// Where `test`'s capture goes.
-fn capture_file(test: &Test) -> Result<std::path::PathBuf, Error> {
-    let exe = std::env::current_exe().map_err(|source| Error::Capture {
-        step: "find the test binary, to name the capture file",
-        source,
-    })?;
-    Ok(capture::file_for(env::capture_dir()?, &exe, test.name()))
-}
-
 /// In the test process, after the process that ran `test`'s body ended
 /// without a report (a crash, or stopped at a timeout): keeps the capture
 /// it was writing, if any, and says where it is.
@@ -304,13 +310,7 @@ pub(crate) fn salvage(test: &Test) -> Option<String> {
     if capture_mode(test).ok()? == env::Capture::Off {
         return None;
     }
-    let file = capture_file(test).ok()?;
-    capture::keep_partial(&file).then(|| {
-        format!(
-            "netns-test: its packets, up to the end of the process that ran it: {}\n",
-            file.display()
-        )
-    })
+    capture::salvage(test.name())
 }
 
 /// Adds `ns`, just made by `NetNs::new` (keyed `key`) on behalf of the
@@ -347,7 +347,7 @@ pub(crate) fn adopt(ns: &NetNs, key: NsKey) -> Result<(), Error> {
     OPEN.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push((key, Arc::downgrade(&evidence)));
-    if let Some(capture) = &evidence.capture {
+    if let Some(Ok(capture)) = &evidence.capture {
         capture.watch(label, ns)?;
     }
     Ok(())
