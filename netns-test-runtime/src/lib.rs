@@ -213,6 +213,7 @@ mod sysctl;
 mod test;
 mod topology;
 mod userns;
+mod watchdog;
 
 #[doc(hidden)]
 pub mod __private;

@@ -635,13 +635,12 @@ fn nothing_the_body_started_outlives_the_test() {
     }
 }
 
-/// In helper and process modes, the processes a body started end when the
-/// test binary is killed in the middle of the test. (In thread mode they are
-/// the test binary's own children, which nothing outside it can kill when
-/// it dies: the README's table of modes says so.)
+/// The processes a body started end when the test binary is killed in the
+/// middle of the test, in every mode: a reaper kills them in helper and
+/// process modes, and the watchdog in thread mode.
 #[test]
 fn nothing_the_body_started_outlives_a_killed_test_binary() {
-    for mode in ["helper", "process"] {
+    for mode in MODES {
         let pids = pid_file("killed");
         let mut binary = Command::new(std::env::current_exe().expect("this binary"))
             .args([

@@ -16,6 +16,7 @@ mod state;
 
 use std::cell::Cell;
 use std::fmt::Write;
+use std::os::fd::AsFd;
 use std::panic::{self, PanicHookInfo};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -26,6 +27,7 @@ use crate::netlink::Rtnl;
 use crate::netns::{NetNs, NsKey};
 use crate::outcome::{Outcome, panic_fails};
 use crate::test::Test;
+use crate::watchdog::{self, Slot};
 
 use self::capture::Capture;
 
@@ -52,6 +54,9 @@ pub(crate) struct Evidence {
     /// The inodes of every namespace made with `NetNs::new` during the
     /// test, kept or not: what runs in them ends with the test.
     made_inodes: Mutex<Vec<u64>>,
+    /// What the watchdog holds of its namespaces while it runs (thread
+    /// mode): what runs in them is killed if the test process is.
+    watched: Mutex<Vec<Slot>>,
     /// The keys under which the registry finds this test.
     keys: Mutex<Vec<NsKey>>,
     /// The sockets of its namespaces (its own first, then those it made),
@@ -107,7 +112,9 @@ impl Evidence {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(test.name())),
         };
+        let watched = watchdog::watch(own.as_fd()).into_iter().collect();
         let evidence = Arc::new(Evidence {
+            watched: Mutex::new(watched),
             test,
             own,
             made: Mutex::new(Vec::new()),
@@ -272,6 +279,13 @@ impl Evidence {
 
 impl Drop for Evidence {
     fn drop(&mut self) {
+        let watched = self
+            .watched
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for slot in watched.drain(..) {
+            slot.forget();
+        }
         if let Some(Ok(capture)) = &self.capture {
             let _ = capture.finish(false);
         }
@@ -336,6 +350,13 @@ pub(crate) fn adopt(ns: &NetNs, key: NsKey) -> Result<(), Error> {
             step: "keep a test's namespace open for its failure report",
             source,
         })?;
+        if let Some(slot) = watchdog::watch(kept.as_fd()) {
+            evidence
+                .watched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(slot);
+        }
         made.push(kept);
         format!("ns{}", made.len() + 1)
     };

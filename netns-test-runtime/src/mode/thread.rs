@@ -21,6 +21,7 @@ use crate::outcome::Outcome;
 use crate::procfs;
 use crate::sandbox::{Entry, Sandbox, Unprepared};
 use crate::test::Test;
+use crate::watchdog;
 
 /// Where the body's stdout and stderr go.
 #[derive(Debug)]
@@ -76,6 +77,9 @@ fn guard_process(harness_ns: NsKey) {
     INSTALLED.call_once(|| {
         let _ = HARNESS_NS.set(harness_ns);
         let _ = HARNESS_PID.set(std::process::id());
+        // Before the subreaper: the watchdog must be no child of this
+        // process, whose children are the bodies'.
+        watchdog::start();
         if let Err(errno) = reaper::adopt_orphans() {
             let _ = writeln!(
                 std::io::stderr(),

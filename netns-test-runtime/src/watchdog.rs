@@ -1,0 +1,519 @@
+//! In thread mode, what a body starts ends even when the test process is
+//! killed.
+//!
+//! A body's processes are the test process's own children there (or its
+//! adopted orphans: it is a subreaper), and a killed process kills nothing.
+//! So the first thread-mode test of a process starts a watchdog: a process
+//! of its own session (a `kill` of the test's process group does not reach
+//! it), forked twice so that it is nobody's child here, holding nothing of
+//! the test process but one end of a socket pair and a pidfd of it.
+//!
+//! While a test runs, the watchdog holds a descriptor of each of its network
+//! namespaces: the rtnetlink socket that brought `lo` up in the test's own,
+//! and the namespaces the test made that its evidence keeps open anyway, so
+//! holding them makes no namespace live longer than the test. When the test
+//! process ends, whatever the cause, the watchdog kills every process in a
+//! namespace it still holds, and ends. Holding the namespaces keeps their
+//! inode numbers from being reused meanwhile, so it never mistakes another
+//! namespace for one of them.
+//!
+//! The watchdog is forked from a threaded process and never execs, so all
+//! it does is async-signal-safe: system calls on fixed buffers.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
+};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork, getpid};
+
+/// How many descriptors the watchdog holds at most: the namespaces of the
+/// tests running at once, 33 each at most (its own and the 32 its evidence
+/// keeps). Past that a test's namespaces are not watched.
+const SLOTS: usize = 4096;
+
+/// A message: what to do (`WATCH`, with a descriptor, or `FORGET`), and
+/// the slot.
+const WATCH: u32 = 1;
+const FORGET: u32 = 2;
+
+/// The test process's end of the watchdog's socket, and the free slots.
+struct Watchdog {
+    socket: OwnedFd,
+    slots: Mutex<Slots>,
+}
+
+struct Slots {
+    next: u32,
+    free: Vec<u32>,
+}
+
+static WATCHDOG: OnceLock<Option<Watchdog>> = OnceLock::new();
+
+/// A descriptor the watchdog holds for a running test, until
+/// [`Slot::forget`].
+#[derive(Debug)]
+pub(crate) struct Slot(u32);
+
+/// Starts this process's watchdog, once; where it cannot start, says so
+/// once, and tests run without one.
+pub(crate) fn start() {
+    WATCHDOG.get_or_init(|| match spawn() {
+        Ok(watchdog) => Some(watchdog),
+        Err(errno) => {
+            eprintln!(
+                "netns-test: cannot start the watchdog that ends a thread-mode test's processes when the test process is killed ({errno}); they end with each test as usual"
+            );
+            None
+        }
+    });
+}
+
+/// Hands the watchdog `fd`, a socket made in a test's namespace or a
+/// namespace's file, to hold while the test runs. `None` where no watchdog
+/// runs (helper and process modes have a reaper instead), or it is full.
+pub(crate) fn watch(fd: BorrowedFd<'_>) -> Option<Slot> {
+    let watchdog = WATCHDOG.get()?.as_ref()?;
+    let slot = {
+        let mut slots = watchdog
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match slots.free.pop() {
+            Some(slot) => slot,
+            None if (slots.next as usize) < SLOTS => {
+                slots.next += 1;
+                slots.next - 1
+            }
+            None => return None,
+        }
+    };
+    let message = encode(WATCH, slot);
+    let fds = [fd.as_raw_fd()];
+    let rights = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(&message)];
+    match sendmsg::<()>(
+        watchdog.socket.as_raw_fd(),
+        &iov,
+        &rights,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    ) {
+        Ok(_) => Some(Slot(slot)),
+        // The watchdog is gone: nothing is watched any more.
+        Err(_) => None,
+    }
+}
+
+impl Slot {
+    /// The test has ended: the watchdog closes the descriptor.
+    pub(crate) fn forget(self) {
+        let Some(watchdog) = WATCHDOG.get().and_then(Option::as_ref) else {
+            return;
+        };
+        let message = encode(FORGET, self.0);
+        let iov = [IoSlice::new(&message)];
+        let _ = sendmsg::<()>(
+            watchdog.socket.as_raw_fd(),
+            &iov,
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        );
+        watchdog
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .free
+            .push(self.0);
+    }
+}
+
+fn encode(op: u32, slot: u32) -> [u8; 8] {
+    let mut message = [0; 8];
+    message[..4].copy_from_slice(&op.to_ne_bytes());
+    message[4..].copy_from_slice(&slot.to_ne_bytes());
+    message
+}
+
+/// Forks the watchdog, twice, and returns this process's end of its socket.
+fn spawn() -> Result<Watchdog, Errno> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    // SAFETY: pidfd_open(2) takes a pid and flags, and returns a new
+    // descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, getpid().as_raw(), 0) };
+    // Without pidfds (before Linux 5.3), the end of the socket tells.
+    let pidfd = RawFd::try_from(pidfd).unwrap_or(-1);
+    // SAFETY: the child runs only async-signal-safe code (system calls on
+    // fixed buffers in `intermediate` and `watch_over`) until it exits.
+    let forked = unsafe { fork() };
+    match forked {
+        Ok(ForkResult::Child) => intermediate(theirs.as_raw_fd(), pidfd),
+        Ok(ForkResult::Parent { child }) => {
+            if pidfd >= 0 {
+                // SAFETY: `pidfd` is a descriptor this process just opened
+                // and nothing else owns.
+                drop(unsafe { OwnedFd::from_raw_fd(pidfd) });
+            }
+            drop(theirs);
+            // The intermediate exits at once, once it has forked.
+            while waitpid(child, None) == Err(Errno::EINTR) {}
+            Ok(Watchdog {
+                socket: ours,
+                slots: Mutex::new(Slots {
+                    next: 0,
+                    free: Vec::new(),
+                }),
+            })
+        }
+        Err(errno) => {
+            if pidfd >= 0 {
+                // SAFETY: as above.
+                drop(unsafe { OwnedFd::from_raw_fd(pidfd) });
+            }
+            Err(errno)
+        }
+    }
+}
+
+/// In the first child: forks the watchdog, and exits, so that the watchdog
+/// is no child of the test process (whose children are a body's).
+fn intermediate(socket: RawFd, pidfd: RawFd) -> ! {
+    // SAFETY: this process has one thread; the grandchild runs only
+    // async-signal-safe code, as this one does.
+    if let Ok(ForkResult::Child) = unsafe { fork() } {
+        watch_over(socket, pidfd);
+    }
+    // SAFETY: _exit(2) ends the process without running anything of the
+    // test process's (atexit handlers, destructors).
+    unsafe { libc::_exit(0) }
+}
+
+/// The watchdog: holds the descriptors it is sent until the test process
+/// ends, then kills every process in their namespaces, and exits.
+fn watch_over(socket: RawFd, pidfd: RawFd) -> ! {
+    // SAFETY: system calls on integers and on static strings: its own
+    // session, no signal that would end it before it acts, and no
+    // directory held.
+    unsafe {
+        libc::setsid();
+        for signal in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+        ] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        libc::chdir(c"/".as_ptr());
+    }
+    // Nothing of the test process open but these two: its stdout above
+    // all, which whoever reads the test's output waits on.
+    keep_only(socket.min(pidfd), socket.max(pidfd));
+    let mut held = [-1 as RawFd; SLOTS];
+    loop {
+        let mut polled = [
+            libc::pollfd {
+                fd: socket,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let count = if pidfd >= 0 { 2 } else { 1 };
+        // SAFETY: `polled` holds `count` pollfd structures.
+        let ready = unsafe { libc::poll(polled.as_mut_ptr(), count, -1) };
+        if ready < 0 {
+            continue;
+        }
+        if polled[1].revents != 0 && pidfd >= 0 {
+            break;
+        }
+        if polled[0].revents == 0 {
+            continue;
+        }
+        match receive(socket) {
+            Received::Watch(slot, fd) => {
+                let slot = slot as usize;
+                if slot < SLOTS {
+                    close(held[slot]);
+                    held[slot] = fd;
+                } else {
+                    close(fd);
+                }
+            }
+            Received::Forget(slot) => {
+                if let Some(fd) = held.get_mut(slot as usize) {
+                    close(*fd);
+                    *fd = -1;
+                }
+            }
+            Received::Nothing => {}
+            Received::End => break,
+        }
+    }
+    let mut inodes = [0u64; SLOTS];
+    let mut count = 0;
+    for &fd in held.iter().filter(|&&fd| fd >= 0) {
+        if let Some(inode) = namespace_of(fd) {
+            inodes[count] = inode;
+            count += 1;
+        }
+    }
+    if count > 0 {
+        // A process may fork while it is found: again, until none is left.
+        for _ in 0..64 {
+            if kill_in(&inodes[..count]) == 0 {
+                break;
+            }
+        }
+    }
+    // SAFETY: _exit(2) ends the process, running nothing of the test
+    // process's.
+    unsafe { libc::_exit(0) }
+}
+
+/// Closes every descriptor but `low` and `high` (`low` may be -1: none).
+fn keep_only(low: RawFd, high: RawFd) {
+    let close_range = |first: RawFd, last: libc::c_uint| {
+        // SAFETY: close_range(2) closes descriptors of this process; the
+        // two kept are outside the range.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    };
+    let below = |fd: RawFd| libc::c_uint::try_from(fd - 1).ok();
+    if let Some(last) = below(low.max(0)).filter(|_| low > 0) {
+        close_range(0, last);
+    }
+    if low >= 0 && high > low + 1 {
+        if let Some(last) = below(high) {
+            close_range(low + 1, last);
+        }
+    }
+    close_range(high + 1, libc::c_uint::MAX);
+}
+
+enum Received {
+    Watch(u32, RawFd),
+    Forget(u32),
+    Nothing,
+    End,
+}
+
+/// Receives one message, and the descriptor it carries.
+fn receive(socket: RawFd) -> Received {
+    let mut message = [0u8; 8];
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: message.as_mut_ptr().cast(),
+        iov_len: message.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; its pointers are set below.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &raw mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `header` points at `iov`, `message` and `control`, which live
+    // for the call.
+    let received = unsafe { libc::recvmsg(socket, &raw mut header, libc::MSG_CMSG_CLOEXEC) };
+    if received == 0 {
+        return Received::End;
+    }
+    if received != 8 {
+        return Received::Nothing;
+    }
+    let mut fd = -1;
+    // SAFETY: the kernel filled `control` with `msg_controllen` bytes of
+    // control messages, which CMSG_FIRSTHDR and CMSG_DATA walk.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const header);
+        if !cmsg.is_null()
+            && (*cmsg).cmsg_level == libc::SOL_SOCKET
+            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+        {
+            fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        }
+    }
+    let word = |at: usize| {
+        u32::from_ne_bytes([
+            message[at],
+            message[at + 1],
+            message[at + 2],
+            message[at + 3],
+        ])
+    };
+    match (word(0), fd) {
+        (WATCH, fd) if fd >= 0 => Received::Watch(word(4), fd),
+        (FORGET, _) => Received::Forget(word(4)),
+        (_, fd) => {
+            close(fd);
+            Received::Nothing
+        }
+    }
+}
+
+fn close(fd: RawFd) {
+    if fd >= 0 {
+        // SAFETY: `fd` is a descriptor the watchdog received and owns.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// The inode of the namespace `fd` is of: a namespace's own file, or a
+/// socket made in it (through `SIOCGSKNS`).
+fn namespace_of(fd: RawFd) -> Option<u64> {
+    // SAFETY: a zeroed stat is valid; fstat(2) fills it.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is valid for writes.
+    if unsafe { libc::fstat(fd, &raw mut stat) } != 0 {
+        return None;
+    }
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Some(stat.st_ino);
+    }
+    /// `SIOCGSKNS` (`linux/sockios.h`).
+    const SIOCGSKNS: libc::c_ulong = 0x894C;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor.
+    let ns = unsafe { libc::ioctl(fd, SIOCGSKNS as _) };
+    if ns < 0 {
+        return None;
+    }
+    // SAFETY: as above, for the namespace's descriptor.
+    let found = unsafe { libc::fstat(ns, &raw mut stat) } == 0;
+    close(ns);
+    found.then_some(stat.st_ino)
+}
+
+/// Kills every process whose network namespace is one of `inodes`; returns
+/// how many it found.
+fn kill_in(inodes: &[u64]) -> usize {
+    // SAFETY: open(2) on a NUL-terminated path.
+    let proc = unsafe {
+        libc::open(
+            c"/proc".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if proc < 0 {
+        return 0;
+    }
+    let mut killed = 0;
+    let mut entries = [0u8; 8192];
+    loop {
+        // SAFETY: getdents64(2) fills at most `entries.len()` bytes.
+        let length = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                proc,
+                entries.as_mut_ptr(),
+                entries.len(),
+            )
+        };
+        if length <= 0 {
+            break;
+        }
+        let mut at = 0;
+        while at + 19 < length as usize {
+            // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2),
+            // d_type (1), then the NUL-terminated name.
+            let record = usize::from(u16::from_ne_bytes([entries[at + 16], entries[at + 17]]));
+            if record == 0 {
+                break;
+            }
+            let name = &entries[at + 19..(at + record).min(length as usize)];
+            if let Some(pid) = pid_of(name) {
+                if namespace_of_process(pid).is_some_and(|ns| inodes.contains(&ns)) {
+                    // SAFETY: kill(2) with a pid and a signal.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    killed += 1;
+                }
+            }
+            at += record;
+        }
+    }
+    close(proc);
+    killed
+}
+
+/// The pid a `/proc` entry's NUL-terminated name is, if it is one.
+fn pid_of(name: &[u8]) -> Option<i32> {
+    let mut pid: i32 = 0;
+    let mut digits = 0;
+    for &byte in name.iter().take_while(|&&byte| byte != 0) {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        pid = pid.checked_mul(10)?.checked_add(i32::from(byte - b'0'))?;
+        digits += 1;
+    }
+    (digits > 0).then_some(pid)
+}
+
+/// The inode of process `pid`'s network namespace, from the text of its
+/// `/proc/<pid>/ns/net` link, `net:[<inode>]`.
+fn namespace_of_process(pid: i32) -> Option<u64> {
+    let mut path = [0u8; 40];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        path[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(b"/proc/");
+    let mut digits = [0u8; 10];
+    let mut n = pid.unsigned_abs();
+    let mut count = 0;
+    loop {
+        digits[9 - count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    put(&digits[10 - count..]);
+    put(b"/ns/net\0");
+    let mut link = [0u8; 32];
+    // SAFETY: `path` is NUL-terminated; readlink(2) writes at most
+    // `link.len()` bytes.
+    let length =
+        unsafe { libc::readlink(path.as_ptr().cast(), link.as_mut_ptr().cast(), link.len()) };
+    let text = link.get(..usize::try_from(length).ok()?)?;
+    let inode = text.strip_prefix(b"net:[")?.strip_suffix(b"]")?;
+    let mut value: u64 = 0;
+    for &byte in inode {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_proc_names_and_links() {
+        assert_eq!(pid_of(b"1234\0rest"), Some(1234));
+        assert_eq!(pid_of(b"self\0"), None);
+        assert_eq!(pid_of(b"\0"), None);
+        let here = crate::procfs::netns_of_process(std::process::id() as i32);
+        assert_eq!(namespace_of_process(std::process::id() as i32), here);
+    }
+}
