@@ -9,13 +9,19 @@
 //! the test process but one end of a socket pair and a pidfd of it.
 //!
 //! While a test runs, the watchdog holds a descriptor of each of its network
-//! namespaces: the rtnetlink socket that brought `lo` up in the test's own,
-//! and the namespaces the test made that its evidence keeps open anyway, so
-//! holding them makes no namespace live longer than the test. When the test
-//! process ends, whatever the cause, the watchdog kills every process in a
-//! namespace it still holds, and ends. Holding the namespaces keeps their
-//! inode numbers from being reused meanwhile, so it never mistakes another
-//! namespace for one of them.
+//! namespaces, in a slot of its own: the rtnetlink socket that brought `lo`
+//! up in the test's own, and the namespaces the test made that its evidence
+//! keeps open anyway. Each is sent over the socket pair as it is made; the
+//! watchdog is not woken for it (a wakeup per test would cost the test more
+//! than the message), but reads what came every 20 ms, and at the end: a
+//! descriptor in flight is held by the socket meanwhile. A slot is reused
+//! by a later test, which closes what it held, so between tests the
+//! watchdog may hold an ended test's namespace a little longer, but never
+//! more namespaces than tests run at once. When the test process ends,
+//! whatever the cause, the watchdog kills every process in a namespace it
+//! holds, and ends. Holding the namespaces keeps their inode numbers from
+//! being reused meanwhile, so it never mistakes another namespace for one
+//! of them.
 //!
 //! The watchdog is forked from a threaded process and never execs, so all
 //! it does is async-signal-safe: system calls on fixed buffers.
@@ -37,10 +43,15 @@ use nix::unistd::{ForkResult, fork, getpid};
 /// keeps). Past that a test's namespaces are not watched.
 const SLOTS: usize = 4096;
 
-/// A message: what to do (`WATCH`, with a descriptor, or `FORGET`), and
-/// the slot.
-const WATCH: u32 = 1;
-const FORGET: u32 = 2;
+/// A message: hold the descriptor that comes with it in a slot, closing
+/// what the slot held.
+const HOLD: u32 = 1;
+
+/// How long a message is: what to do, and the slot.
+const MESSAGE: usize = 8;
+
+/// How often the watchdog reads what it was sent.
+const READ_EVERY_MS: i32 = 20;
 
 /// The test process's end of the watchdog's socket, and the free slots.
 struct Watchdog {
@@ -55,8 +66,8 @@ struct Slots {
 
 static WATCHDOG: OnceLock<Option<Watchdog>> = OnceLock::new();
 
-/// A descriptor the watchdog holds for a running test, until
-/// [`Slot::forget`].
+/// A slot of the watchdog's, held for a running test, and free again
+/// when dropped.
 #[derive(Debug)]
 pub(crate) struct Slot(u32);
 
@@ -74,9 +85,9 @@ pub(crate) fn start() {
     });
 }
 
-/// Hands the watchdog `fd`, a socket made in a test's namespace or a
-/// namespace's file, to hold while the test runs. `None` where no watchdog
-/// runs (helper and process modes have a reaper instead), or it is full.
+/// Has the watchdog hold `fd` while a test runs: a socket made in the
+/// test's namespace, or a namespace's file. `None` where no watchdog runs
+/// (helper and process modes have a reaper instead), or it is full.
 pub(crate) fn watch(fd: BorrowedFd<'_>) -> Option<Slot> {
     let watchdog = WATCHDOG.get()?.as_ref()?;
     let slot = {
@@ -93,65 +104,56 @@ pub(crate) fn watch(fd: BorrowedFd<'_>) -> Option<Slot> {
             None => return None,
         }
     };
-    let message = encode(WATCH, slot);
+    let mut message = [0u8; MESSAGE];
+    message[..4].copy_from_slice(&HOLD.to_ne_bytes());
+    message[4..].copy_from_slice(&slot.to_ne_bytes());
     let fds = [fd.as_raw_fd()];
     let rights = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(&message)];
-    match sendmsg::<()>(
+    // The socket's buffer holds what comes in 20 ms many times over; where
+    // it is full, this waits for the watchdog's next read.
+    let sent = sendmsg::<()>(
         watchdog.socket.as_raw_fd(),
         &iov,
         &rights,
         MsgFlags::MSG_NOSIGNAL,
         None,
-    ) {
-        Ok(_) => Some(Slot(slot)),
-        // The watchdog is gone: nothing is watched any more.
-        Err(_) => None,
-    }
+    );
+    // Where the watchdog is gone, nothing is watched any more.
+    sent.is_ok().then_some(Slot(slot))
 }
 
-impl Slot {
-    /// The test has ended: the watchdog closes the descriptor.
-    pub(crate) fn forget(self) {
-        let Some(watchdog) = WATCHDOG.get().and_then(Option::as_ref) else {
-            return;
-        };
-        let message = encode(FORGET, self.0);
-        let iov = [IoSlice::new(&message)];
-        let _ = sendmsg::<()>(
-            watchdog.socket.as_raw_fd(),
-            &iov,
-            &[],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        );
-        watchdog
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .free
-            .push(self.0);
+impl Drop for Slot {
+    /// The test has ended: the slot is free for a later test, which closes
+    /// what it held.
+    fn drop(&mut self) {
+        if let Some(watchdog) = WATCHDOG.get().and_then(Option::as_ref) {
+            watchdog
+                .slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .free
+                .push(self.0);
+        }
     }
-}
-
-fn encode(op: u32, slot: u32) -> [u8; 8] {
-    let mut message = [0; 8];
-    message[..4].copy_from_slice(&op.to_ne_bytes());
-    message[4..].copy_from_slice(&slot.to_ne_bytes());
-    message
 }
 
 /// Forks the watchdog, twice, and returns this process's end of its socket.
 fn spawn() -> Result<Watchdog, Errno> {
+    // A stream: a sequenced packet socket queues only
+    // `net.unix.max_dgram_qlen` messages (10 by default) before the sender
+    // waits. Each message carries a descriptor, so none is read together
+    // with the next.
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
+    let parent = getpid().as_raw();
     // SAFETY: pidfd_open(2) takes a pid and flags, and returns a new
     // descriptor or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, getpid().as_raw(), 0) };
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, parent, 0) };
     // Without pidfds (before Linux 5.3), the end of the socket tells.
     let pidfd = RawFd::try_from(pidfd).unwrap_or(-1);
     // SAFETY: the child runs only async-signal-safe code (system calls on
@@ -199,8 +201,8 @@ fn intermediate(socket: RawFd, pidfd: RawFd) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// The watchdog: holds the descriptors it is sent until the test process
-/// ends, then kills every process in their namespaces, and exits.
+/// The watchdog: holds the namespaces it is sent until the test process
+/// ends, then kills every process in them, and exits.
 fn watch_over(socket: RawFd, pidfd: RawFd) -> ! {
     // SAFETY: system calls on integers and on static strings: its own
     // session, no signal that would end it before it acts, and no
@@ -223,48 +225,37 @@ fn watch_over(socket: RawFd, pidfd: RawFd) -> ! {
     keep_only(socket.min(pidfd), socket.max(pidfd));
     let mut held = [-1 as RawFd; SLOTS];
     loop {
-        let mut polled = [
-            libc::pollfd {
-                fd: socket,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
+        // The test process's end, or the end of the socket where there is
+        // no pidfd (before Linux 5.3).
+        let mut polled = match pidfd >= 0 {
+            true => libc::pollfd {
                 fd: pidfd,
                 events: libc::POLLIN,
                 revents: 0,
             },
-        ];
-        let count = if pidfd >= 0 { 2 } else { 1 };
-        // SAFETY: `polled` holds `count` pollfd structures.
-        let ready = unsafe { libc::poll(polled.as_mut_ptr(), count, -1) };
-        if ready < 0 {
-            continue;
+            false => libc::pollfd {
+                fd: socket,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            },
+        };
+        // SAFETY: `polled` is one pollfd structure.
+        let ended = unsafe { libc::poll(&raw mut polled, 1, READ_EVERY_MS) } > 0;
+        loop {
+            match receive(socket) {
+                Received::Hold(slot, fd) => match held.get_mut(slot as usize) {
+                    Some(held) => {
+                        close(*held);
+                        *held = fd;
+                    }
+                    None => close(fd),
+                },
+                Received::Nothing => {}
+                Received::NoMore => break,
+            }
         }
-        if polled[1].revents != 0 && pidfd >= 0 {
+        if ended {
             break;
-        }
-        if polled[0].revents == 0 {
-            continue;
-        }
-        match receive(socket) {
-            Received::Watch(slot, fd) => {
-                let slot = slot as usize;
-                if slot < SLOTS {
-                    close(held[slot]);
-                    held[slot] = fd;
-                } else {
-                    close(fd);
-                }
-            }
-            Received::Forget(slot) => {
-                if let Some(fd) = held.get_mut(slot as usize) {
-                    close(*fd);
-                    *fd = -1;
-                }
-            }
-            Received::Nothing => {}
-            Received::End => break,
         }
     }
     let mut inodes = [0u64; SLOTS];
@@ -308,15 +299,31 @@ fn keep_only(low: RawFd, high: RawFd) {
 }
 
 enum Received {
-    Watch(u32, RawFd),
-    Forget(u32),
+    /// Hold this descriptor in the slot.
+    Hold(u32, RawFd),
+    /// A message that says nothing this watchdog knows.
     Nothing,
-    End,
+    /// Nothing more to read now, or ever.
+    NoMore,
 }
 
-/// Receives one message, and the descriptor it carries.
+/// The decimal digits of `n`, right-aligned, and how many there are.
+fn decimal(mut n: u32) -> ([u8; 10], usize) {
+    let mut digits = [0u8; 10];
+    let mut count = 0;
+    loop {
+        digits[9 - count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            return (digits, count);
+        }
+    }
+}
+
+/// Receives one message, and the descriptor it carries, without waiting.
 fn receive(socket: RawFd) -> Received {
-    let mut message = [0u8; 8];
+    let mut message = [0u8; MESSAGE];
     let mut control = [0u64; 8];
     let mut iov = libc::iovec {
         iov_base: message.as_mut_ptr().cast(),
@@ -330,12 +337,15 @@ fn receive(socket: RawFd) -> Received {
     header.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: `header` points at `iov`, `message` and `control`, which live
     // for the call.
-    let received = unsafe { libc::recvmsg(socket, &raw mut header, libc::MSG_CMSG_CLOEXEC) };
-    if received == 0 {
-        return Received::End;
-    }
-    if received != 8 {
-        return Received::Nothing;
+    let received = unsafe {
+        libc::recvmsg(
+            socket,
+            &raw mut header,
+            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+        )
+    };
+    if received <= 0 {
+        return Received::NoMore;
     }
     let mut fd = -1;
     // SAFETY: the kernel filled `control` with `msg_controllen` bytes of
@@ -357,10 +367,9 @@ fn receive(socket: RawFd) -> Received {
             message[at + 3],
         ])
     };
-    match (word(0), fd) {
-        (WATCH, fd) if fd >= 0 => Received::Watch(word(4), fd),
-        (FORGET, _) => Received::Forget(word(4)),
-        (_, fd) => {
+    match (received as usize, word(0), fd) {
+        (MESSAGE, HOLD, fd) if fd >= 0 => Received::Hold(word(4), fd),
+        (_, _, fd) => {
             close(fd);
             Received::Nothing
         }
@@ -464,8 +473,8 @@ fn pid_of(name: &[u8]) -> Option<i32> {
     (digits > 0).then_some(pid)
 }
 
-/// The inode of process `pid`'s network namespace, from the text of its
-/// `/proc/<pid>/ns/net` link, `net:[<inode>]`.
+/// The inode of process `pid`'s network namespace (0: this process's), from
+/// the text of its `/proc/<pid>/ns/net` link, `net:[<inode>]`.
 fn namespace_of_process(pid: i32) -> Option<u64> {
     let mut path = [0u8; 40];
     let mut at = 0;
@@ -474,18 +483,13 @@ fn namespace_of_process(pid: i32) -> Option<u64> {
         at += bytes.len();
     };
     put(b"/proc/");
-    let mut digits = [0u8; 10];
-    let mut n = pid.unsigned_abs();
-    let mut count = 0;
-    loop {
-        digits[9 - count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            break;
+    match pid {
+        0 => put(b"self"),
+        pid => {
+            let (digits, length) = decimal(pid.unsigned_abs());
+            put(&digits[10 - length..]);
         }
     }
-    put(&digits[10 - count..]);
     put(b"/ns/net\0");
     let mut link = [0u8; 32];
     // SAFETY: `path` is NUL-terminated; readlink(2) writes at most

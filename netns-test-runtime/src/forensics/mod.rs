@@ -27,7 +27,7 @@ use crate::netlink::Rtnl;
 use crate::netns::{NetNs, NsKey};
 use crate::outcome::{Outcome, panic_fails};
 use crate::test::Test;
-use crate::watchdog::{self, Slot};
+use crate::watchdog;
 
 use self::capture::Capture;
 
@@ -54,9 +54,9 @@ pub(crate) struct Evidence {
     /// The inodes of every namespace made with `NetNs::new` during the
     /// test, kept or not: what runs in them ends with the test.
     made_inodes: Mutex<Vec<u64>>,
-    /// What the watchdog holds of its namespaces while it runs (thread
+    /// The watchdog's slots that hold its namespaces while it runs (thread
     /// mode): what runs in them is killed if the test process is.
-    watched: Mutex<Vec<Slot>>,
+    watched: Mutex<Vec<watchdog::Slot>>,
     /// The keys under which the registry finds this test.
     keys: Mutex<Vec<NsKey>>,
     /// The sockets of its namespaces (its own first, then those it made),
@@ -279,13 +279,6 @@ impl Evidence {
 
 impl Drop for Evidence {
     fn drop(&mut self) {
-        let watched = self
-            .watched
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for slot in watched.drain(..) {
-            slot.forget();
-        }
         if let Some(Ok(capture)) = &self.capture {
             let _ = capture.finish(false);
         }

@@ -33,7 +33,7 @@ use nix::unistd::getpid;
 use crate::error::{Error, Stopped};
 use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
 use crate::mode::reaper;
-use crate::mode::thread::{BodyThread, Io, run_on_named_thread, threads_left_in};
+use crate::mode::thread::{BodyThread, Io, run_on_named_thread};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
@@ -342,8 +342,7 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
     // A body that left threads in its namespace (a process-wide pool made
     // lazily) would have the next test on this helper use them there: the
     // helper retires instead, and the next test gets a new one.
-    let own = body.namespaces().first().copied();
-    if own.is_some_and(|ns| !threads_left_in(ns, None).is_empty()) {
+    if body.left_threads() {
         drop(record);
         std::process::exit(0);
     }

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError, Weak, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -135,19 +136,27 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
     };
     let body = Arc::new(BodyThread::default());
     let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&body));
-    // The body's thread has ended, having noted the test's namespaces, or
-    // timed out and runs on: its namespaces are read through it now.
-    let timed_out = matches!(ran, ThreadRun::Failed(Error::TimedOut { .. }));
-    let namespaces = match timed_out {
-        true => body.namespaces_now(),
-        false => body.namespaces.get().cloned().unwrap_or_default(),
-    };
-    if let Some(&own) = namespaces.first() {
-        if reaper::has_children() {
-            reaper::kill_in_namespaces(&namespaces);
+    // The body's thread has ended, having noted the test's namespaces and
+    // the threads it left, or timed out and runs on: then they are read
+    // through it now.
+    let (namespaces, left) = match ran {
+        ThreadRun::Failed(Error::TimedOut { .. }) => {
+            let namespaces = body.namespaces_now();
+            let left = match namespaces.first() {
+                Some(&own) => threads_left_in(own, |tid| Some(tid) != body.tid.get().copied()),
+                None => Vec::new(),
+            };
+            (namespaces, left)
         }
-        warn_of_threads_left(test, own, body.tid.get().copied());
+        _ => (
+            body.namespaces().to_vec(),
+            body.threads_left.get().cloned().unwrap_or_default(),
+        ),
+    };
+    if !namespaces.is_empty() && reaper::has_children() {
+        reaper::kill_in_namespaces(&namespaces);
     }
+    warn_of_threads_left(test, left);
     ran
 }
 
@@ -155,12 +164,10 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
 /// for the failures of later tests to mention, with the test that left them.
 static THREADS_LEFT: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
 
-/// Names, in one stderr line, the threads of this process still in the
-/// namespace `ns` of `test` (but the body's own, `body`, when it timed out
-/// and runs on): a process-wide pool the test started lazily, which every
-/// later test would use inside this test's namespace.
-fn warn_of_threads_left(test: &Test, ns: u64, body: Option<i32>) {
-    let left = threads_left_in(ns, body);
+/// Names, in one stderr line, the threads of this process that `test` left
+/// in its namespace: a process-wide pool the test started lazily, which
+/// every later test would use inside this test's namespace.
+fn warn_of_threads_left(test: &Test, left: Vec<String>) {
     if left.is_empty() {
         return;
     }
@@ -183,14 +190,16 @@ fn warn_of_threads_left(test: &Test, ns: u64, body: Option<i32>) {
 /// they count as left behind.
 const EXITING: Duration = Duration::from_millis(200);
 
-/// This process's threads that stay in the namespace `ns`, but `except`
-/// (the body's own thread, when it runs on), by name and thread id: those
-/// still there [`EXITING`] after this is called.
-pub(crate) fn threads_left_in(ns: u64, except: Option<i32>) -> Vec<String> {
+/// This process's threads that `wanted` selects and that stay in the
+/// namespace `ns`, by name and thread id: those still there [`EXITING`]
+/// after this is called. Never the calling thread, or the main thread
+/// (libtest's, or a helper's), which runs no test.
+fn threads_left_in(ns: u64, wanted: impl Fn(i32) -> bool) -> Vec<String> {
     let here = gettid().as_raw();
+    let main = std::process::id() as i32;
     let deadline = Instant::now() + EXITING;
     loop {
-        let left = threads_in(ns, |tid| tid != here && Some(tid) != except);
+        let left = threads_in(ns, |tid| tid != here && tid != main && wanted(tid));
         if left.is_empty() || Instant::now() >= deadline {
             return left
                 .into_iter()
@@ -232,15 +241,25 @@ pub(crate) fn threads_left_before(test: &Test) -> Vec<String> {
         .collect()
 }
 
+/// How many threads this process has: the link count of `/proc/self/task`
+/// but its own two, which the kernel counts without reading anything of the
+/// threads.
+fn threads_in_process() -> u64 {
+    std::fs::metadata("/proc/self/task").map_or(u64::MAX, |task| task.nlink().saturating_sub(2))
+}
+
 /// What the runner learns of a body's thread, to find what the body left:
 /// the processes it started, and the threads it left in its namespace.
 #[derive(Debug, Default)]
 pub(crate) struct BodyThread {
     /// Its thread id.
     tid: OnceLock<i32>,
-    /// The inodes of the test's namespaces, read at the body's end: its
-    /// own first, then those it made with `NetNs::new`.
+    /// The inodes of the test's namespaces, read at the body's end where the
+    /// process had children then: its own first, then those it made with
+    /// `NetNs::new`.
     namespaces: OnceLock<Vec<u64>>,
+    /// The threads the body left in its namespace, named.
+    threads_left: OnceLock<Vec<String>>,
     /// The test's evidence, which lists the namespaces it made.
     evidence: OnceLock<Weak<Evidence>>,
 }
@@ -250,6 +269,38 @@ impl BodyThread {
     /// own first, then those it made.
     pub(crate) fn namespaces(&self) -> &[u64] {
         self.namespaces.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the body left threads in its namespace.
+    pub(crate) fn left_threads(&self) -> bool {
+        self.threads_left.get().is_some_and(|left| !left.is_empty())
+    }
+
+    /// On the body's thread, once the body has ended: notes the test's
+    /// namespaces where the process has children (which may be the body's,
+    /// to kill), and the threads left in its own, where the process has
+    /// threads other than the body's, the main one and the `harness` thread
+    /// that waits for it (which may be the main one). A process with nothing
+    /// of either pays for two system calls.
+    fn note_what_is_left(&self, evidence: &Evidence, harness: i32) {
+        let main = std::process::id() as i32;
+        let known = if harness == main { 2 } else { 3 };
+        let others = threads_in_process() > known;
+        let children = reaper::has_children();
+        if !others && !children {
+            return;
+        }
+        let Some(own) = procfs::netns_of_this_thread() else {
+            return;
+        };
+        if children {
+            let namespaces = std::iter::once(own).chain(evidence.made_namespaces());
+            let _ = self.namespaces.set(namespaces.collect());
+        }
+        if others {
+            let left = threads_left_in(own, |tid| tid != harness);
+            let _ = self.threads_left.set(left);
+        }
     }
 
     /// The test's namespaces while its body runs on (it timed out): its
@@ -283,6 +334,7 @@ pub(crate) fn run_on_named_thread(
         Err(error) => return ThreadRun::Ran(Outcome::Runtime(error)),
     };
     let body = body.cloned();
+    let harness = gettid().as_raw();
     let (done, report) = mpsc::sync_channel(1);
     // The body's evidence, for a report at its timeout.
     let evidence = Arc::new(OnceLock::<Arc<Evidence>>::new());
@@ -312,9 +364,7 @@ pub(crate) fn run_on_named_thread(
                     // look into for what it left.
                     let isolated = !matches!(outcome, Outcome::Runtime(Error::EndedInHarnessNs));
                     if let Some(body) = body.filter(|_| isolated) {
-                        let own = procfs::netns_of_this_thread();
-                        let namespaces = own.into_iter().chain(evidence.made_namespaces());
-                        let _ = body.namespaces.set(namespaces.collect());
+                        body.note_what_is_left(&evidence, harness);
                     }
                     ThreadRun::Ran(outcome)
                 }
