@@ -1,6 +1,8 @@
 //! What a failed test leaves behind: the state of each namespace it made,
-//! taken at its panic, its `Err` or its timeout, and, when asked for, a
-//! pcapng file of every packet that crossed them.
+//! taken at its end, with its sockets taken as early as they can be (at
+//! its first panic that can fail it, before unwinding; before an async
+//! runtime is dropped at `Err`), and, when asked for, a pcapng file of
+//! every packet that crossed them.
 //!
 //! Every mode prepares a body through the sandbox, which opens the test's
 //! [`Evidence`] there, in the process that runs the body; the state and

@@ -12,9 +12,11 @@
 //!
 //! A helper outlives its tests, so it is a subreaper itself and kills the
 //! processes of each body before it reports the body's outcome. In thread
-//! mode the body shares the test process, which is no subreaper (plain tests
-//! share it too): there, the processes in the test's network namespace are
-//! killed when the test ends, with their descendants.
+//! mode the body shares the test process, which becomes a subreaper at its
+//! first thread-mode test: there, the processes below it in the test's
+//! network namespaces are killed when the test ends, with their
+//! descendants, and the watchdog (`crate::watchdog`) kills them when the
+//! test process is killed.
 //!
 //! The reaper runs between fork and exec of a multi-threaded process, so
 //! everything it does is async-signal-safe: system calls on fixed buffers.
