@@ -172,7 +172,55 @@ fn main() {
         }
     }
     capture_rows(&speed);
+    caught_panics_row(&speed);
     rootless_nextest_rows();
+}
+
+/// A test that catches 200 panics and passes, against a plain function that
+/// does the same, in thread mode: what the panic hook costs it.
+fn caught_panics_row(speed: &str) {
+    let Ok(output) = Command::new(speed)
+        .args([
+            "measure_caught_panics",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("NETNS_TEST_MODE", "thread")
+        .output()
+    else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let list = |name: &str| -> Vec<Duration> {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|values| {
+                values
+                    .split(',')
+                    .filter_map(|value| value.parse().ok())
+                    .map(Duration::from_nanos)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (netns, plain) = (list("caught_netns_ns="), list("caught_plain_ns="));
+    if netns.is_empty() || plain.is_empty() {
+        println!("\ncaught panics: not measured here");
+        return;
+    }
+    let (netns, plain) = (median(&netns), median(&plain));
+    println!();
+    println!("A test that catches 200 panics and passes, thread mode, median of 20:");
+    println!("| #[netns_test] | the same 200 panics caught in a plain function | added |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| {} | {} | {} |",
+        show(netns),
+        show(plain),
+        show(netns.saturating_sub(plain))
+    );
 }
 
 /// The 500 trivial netns tests under libtest with capture off and on

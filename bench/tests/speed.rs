@@ -60,6 +60,46 @@ fn measure_one() {
     }
 }
 
+/// How many panics a caught-panics test catches.
+const CAUGHT: usize = 200;
+
+/// Catches [`CAUGHT`] panics, as a proptest run or a `catch_unwind` loop
+/// does, and passes.
+fn catch_panics() {
+    for case in 0..CAUGHT {
+        let caught = std::panic::catch_unwind(|| panic!("case {case} fails"));
+        assert!(caught.is_err());
+    }
+}
+
+#[netns_test]
+#[ignore = "benchmark"]
+fn netns_catches_panics() {
+    catch_panics();
+}
+
+/// The median duration of a `#[netns_test]` that catches [`CAUGHT`] panics
+/// and passes, and of a plain function that does the same, each run in
+/// this thread, in alternating rounds.
+#[test]
+#[ignore = "benchmark"]
+fn measure_caught_panics() {
+    // The default hook would print every caught panic: both pay for the
+    // same quiet hook, which netns-test's chains to.
+    std::panic::set_hook(Box::new(|_| {}));
+    let (mut netns, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let start = Instant::now();
+        netns_catches_panics();
+        netns.push(start.elapsed().as_nanos());
+        let start = Instant::now();
+        catch_panics();
+        plain.push(start.elapsed().as_nanos());
+    }
+    print_list("caught_netns_ns", &netns);
+    print_list("caught_plain_ns", &plain);
+}
+
 fn print_list(name: &str, values: &[u128]) {
     let printed: Vec<String> = values.iter().map(u128::to_string).collect();
     println!("{name}={}", printed.join(","));
