@@ -323,9 +323,9 @@ pub(crate) fn netns_cookie_of(socket: BorrowedFd<'_>) -> Result<u64, NetlinkErro
 /// `SO_NETNS_COOKIE` (Linux 5.14), from `asm/socket.h`; libc does not
 /// export it for every target.
 #[cfg(target_arch = "sparc64")]
-const SO_NETNS_COOKIE: nix::libc::c_int = 0x0050;
+pub(crate) const SO_NETNS_COOKIE: nix::libc::c_int = 0x0050;
 #[cfg(not(target_arch = "sparc64"))]
-const SO_NETNS_COOKIE: nix::libc::c_int = 71;
+pub(crate) const SO_NETNS_COOKIE: nix::libc::c_int = 71;
 
 /// Brings `lo` up in the calling thread's network namespace, and returns
 /// the socket that did it.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::neighbour::{
@@ -22,13 +22,49 @@ use crate::netlink::{Replies, SockDiag};
 use crate::netns::NetNs;
 use crate::topology::{Link, OperState};
 
-/// The lines of the sockets section, or why they could not be read.
-pub(crate) type SocketLines = Result<Vec<String>, Error>;
+/// The sockets of a namespace, as sock_diag lists them, and a note for
+/// those it could not decode.
+#[derive(Debug, Default)]
+pub(crate) struct Sockets {
+    pub(crate) entries: Vec<SocketEntry>,
+    pub(crate) not_decoded: Option<String>,
+}
+
+/// One TCP or UDP socket, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SocketEntry {
+    pub(crate) protocol: &'static str,
+    /// The kernel's TCP state (`include/net/tcp_states.h`); a UDP socket
+    /// is ESTABLISHED when connected, CLOSE when not.
+    pub(crate) state: u8,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: Option<SocketAddr>,
+    pub(crate) recv_queue: u32,
+    pub(crate) send_queue: u32,
+}
+
+impl SocketEntry {
+    /// Whether `other` is the same socket, in another state.
+    fn same_as(&self, other: &SocketEntry) -> bool {
+        (self.protocol, self.local, self.remote) == (other.protocol, other.local, other.remote)
+    }
+}
+
+/// Where sockets taken earlier than the rest of the state come from.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// A dump of the namespace's sockets.
+    Dumped(Result<Sockets, Error>),
+    /// The sockets this process held in the namespace: they stand in for
+    /// the same sockets in the dump made now, and are added where they are
+    /// gone from it.
+    Held(Vec<SocketEntry>),
+}
 
 /// Writes the state of `ns`, under the heading `label`, indented for a
 /// failure report, with its sockets as `taken` earlier where given. A part
 /// that cannot be read says why, in its place.
-pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs, taken: Option<SocketLines>) {
+pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs, taken: Option<Taken>) {
     let _ = writeln!(out, "  {label}");
     let links = ns.links();
     let names: HashMap<u32, String> = match &links {
@@ -51,7 +87,24 @@ pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs, taken: Option<Soc
     );
     section(out, "routes", routes(ns, &name));
     section(out, "neighbours", neighbours(ns, &name));
-    section(out, "sockets", taken.unwrap_or_else(|| sockets(ns)));
+    let sockets = match taken {
+        Some(Taken::Dumped(dumped)) => dumped,
+        Some(Taken::Held(held)) => sockets(ns).map(|mut now| {
+            for entry in held {
+                match now.entries.iter_mut().find(|there| there.same_as(&entry)) {
+                    Some(there) => *there = entry,
+                    None => now.entries.push(entry),
+                }
+            }
+            now
+        }),
+        None => sockets(ns),
+    };
+    let lines = sockets.map(|sockets| {
+        let lines = sockets.entries.iter().map(socket_line);
+        lines.chain(sockets.not_decoded).collect()
+    });
+    section(out, "sockets", lines);
 }
 
 /// Writes one part: its name, then one line per item.
@@ -113,15 +166,20 @@ fn dump(
 /// The lines `line` makes of the objects of a dump, then one that names
 /// how many more could not be decoded, and why the first could not.
 fn lines_of<M>(replies: Replies<M>, line: impl FnMut(M) -> Option<String>) -> Vec<String> {
-    let mut lines: Vec<String> = replies.messages.into_iter().filter_map(line).collect();
-    if let Some(first) = replies.undecodable.first() {
-        lines.push(format!(
-            "({} could not be decoded: {})",
-            replies.undecodable.len(),
-            printable(&first.error)
-        ));
-    }
-    lines
+    let not_decoded = not_decoded(&replies);
+    let lines = replies.messages.into_iter().filter_map(line);
+    lines.chain(not_decoded).collect()
+}
+
+/// A line that names how many objects of a dump could not be decoded, and
+/// why the first could not.
+fn not_decoded<M>(replies: &Replies<M>) -> Option<String> {
+    let first = replies.undecodable.first()?;
+    Some(format!(
+        "({} could not be decoded: {})",
+        replies.undecodable.len(),
+        printable(&first.error)
+    ))
 }
 
 /// `text` with its control characters escaped (`\u{1b}`, `\n`), so that a
@@ -235,13 +293,13 @@ fn mac(bytes: &[u8]) -> String {
 }
 
 /// TCP and UDP sockets of both families, as sock_diag lists them.
-pub(crate) fn sockets(ns: &NetNs) -> SocketLines {
+pub(crate) fn sockets(ns: &NetNs) -> Result<Sockets, Error> {
     let failed = |source| Error::Netlink {
         step: "list sockets (sock_diag)".into(),
         source,
     };
     let mut diag = ns.run(SockDiag::open)?.map_err(failed)?;
-    let mut lines = Vec::new();
+    let mut sockets = Sockets::default();
     for (protocol, proto_name) in [(IPPROTO_TCP, "tcp"), (IPPROTO_UDP, "udp")] {
         for family in [AF_INET, AF_INET6] {
             let socket_id = match family {
@@ -256,34 +314,29 @@ pub(crate) fn sockets(ns: &NetNs) -> SocketLines {
                 socket_id,
             });
             let dumped = diag.dump(request).map_err(failed)?;
-            lines.extend(lines_of(dumped, |answer| match answer {
-                SockDiagMessage::InetResponse(response) => {
+            sockets.not_decoded = sockets.not_decoded.or(not_decoded(&dumped));
+            for answer in dumped.messages {
+                if let SockDiagMessage::InetResponse(response) = answer {
                     let header = &response.header;
-                    Some(socket_line(
-                        proto_name,
-                        header.state,
-                        &header.socket_id,
-                        header.recv_queue,
-                        header.send_queue,
-                    ))
+                    let id = &header.socket_id;
+                    sockets.entries.push(SocketEntry {
+                        protocol: proto_name,
+                        state: header.state,
+                        local: SocketAddr::new(id.source_address, id.source_port),
+                        remote: (id.destination_port != 0)
+                            .then(|| SocketAddr::new(id.destination_address, id.destination_port)),
+                        recv_queue: header.recv_queue,
+                        send_queue: header.send_queue,
+                    });
                 }
-                _ => None,
-            }));
+            }
         }
     }
-    Ok(lines)
+    Ok(sockets)
 }
 
-fn socket_line(
-    protocol: &str,
-    state: u8,
-    id: &SocketId,
-    recv_queue: u32,
-    send_queue: u32,
-) -> String {
-    // The kernel's TCP states (`include/net/tcp_states.h`); a UDP socket is
-    // ESTABLISHED when connected, CLOSE when not.
-    let state = match (protocol, state) {
+fn socket_line(socket: &SocketEntry) -> String {
+    let state = match (socket.protocol, socket.state) {
         ("udp", 7) => "UNCONN",
         (_, 1) => "ESTAB",
         (_, 2) => "SYN-SENT",
@@ -298,23 +351,16 @@ fn socket_line(
         (_, 11) => "CLOSING",
         _ => "UNKNOWN",
     };
-    let endpoint = |address: IpAddr, port: u16| match address {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-    };
-    let mut line = format!(
-        "{protocol} {state:<10} {}",
-        endpoint(id.source_address, id.source_port)
-    );
-    if id.destination_port != 0 {
+    let mut line = format!("{} {state:<10} {}", socket.protocol, socket.local);
+    if let Some(remote) = socket.remote {
+        let _ = write!(line, " -> {remote}");
+    }
+    if state != "LISTEN" && (socket.recv_queue != 0 || socket.send_queue != 0) {
         let _ = write!(
             line,
-            " -> {}",
-            endpoint(id.destination_address, id.destination_port)
+            " (recv-q {}, send-q {})",
+            socket.recv_queue, socket.send_queue
         );
-    }
-    if state != "LISTEN" && (recv_queue != 0 || send_queue != 0) {
-        let _ = write!(line, " (recv-q {recv_queue}, send-q {send_queue})");
     }
     line
 }
@@ -325,23 +371,26 @@ mod tests {
 
     #[test]
     fn sockets_read_like_ss() {
-        let mut id = SocketId::new_v4();
-        id.source_address = "10.0.0.1".parse().unwrap();
-        id.source_port = 40000;
-        id.destination_address = "10.0.0.2".parse().unwrap();
-        id.destination_port = 80;
+        let entry = |protocol, state, local: &str, remote: Option<&str>, queues: (u32, u32)| {
+            socket_line(&SocketEntry {
+                protocol,
+                state,
+                local: local.parse().unwrap(),
+                remote: remote.map(|remote| remote.parse().unwrap()),
+                recv_queue: queues.0,
+                send_queue: queues.1,
+            })
+        };
         assert_eq!(
-            socket_line("tcp", 1, &id, 3, 0),
+            entry("tcp", 1, "10.0.0.1:40000", Some("10.0.0.2:80"), (3, 0)),
             "tcp ESTAB      10.0.0.1:40000 -> 10.0.0.2:80 (recv-q 3, send-q 0)"
         );
-        let mut listening = SocketId::new_v6();
-        listening.source_port = 80;
         assert_eq!(
-            socket_line("tcp", 10, &listening, 0, 128),
+            entry("tcp", 10, "[::]:80", None, (0, 128)),
             "tcp LISTEN     [::]:80"
         );
         assert_eq!(
-            socket_line("udp", 7, &listening, 0, 0),
+            entry("udp", 7, "[::]:80", None, (0, 0)),
             "udp UNCONN     [::]:80"
         );
     }
