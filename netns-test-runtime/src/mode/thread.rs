@@ -331,7 +331,8 @@ pub(crate) fn run_on_named_thread(
 ) -> ThreadRun {
     let capture = match crate::forensics::ready_for(test) {
         Ok(capture) => capture,
-        Err(error) => return ThreadRun::Ran(Outcome::Runtime(error)),
+        // Before any unshare: it says nothing of whether thread mode works.
+        Err(error) => return ThreadRun::Failed(error),
     };
     let body = body.cloned();
     let harness = gettid().as_raw();
