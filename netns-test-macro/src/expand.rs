@@ -7,6 +7,7 @@ use syn::{ItemFn, ReturnType};
 
 use crate::args::Args;
 use crate::item::{self, Param, Registered, ShouldPanic, TestFn};
+use crate::noted;
 
 /// Expands the attribute; `tokio` says whether the runtime can run async
 /// tests. On error, the user's item is emitted beside the errors, so that no
@@ -52,8 +53,11 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         attrs,
         vis,
         sig,
-        block,
+        mut block,
     } = test.function;
+    if test.returns_result.is_some() {
+        noted::note_errors(&mut block, &private);
+    }
     let name = &sig.ident;
     let name_text = name.to_string();
     let ns = syn::Ident::new("__netns_ns", Span::mixed_site());

@@ -10,6 +10,7 @@
 mod args;
 mod expand;
 mod item;
+mod noted;
 
 use proc_macro::TokenStream;
 

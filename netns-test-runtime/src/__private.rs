@@ -46,6 +46,44 @@ impl Conclusion for Result<(), TestError> {
     }
 }
 
+/// What a test function that returns `Result` hands to `?`, to `return`,
+/// or as its value: the expansion wraps each in [`noted`], so that an `Err`
+/// is noted while the body's locals (and the sockets they hold) still live.
+pub trait Noted {
+    /// Whether it is an error.
+    fn is_error(&self) -> bool;
+}
+
+impl<T, E> Noted for Result<T, E> {
+    fn is_error(&self) -> bool {
+        self.is_err()
+    }
+}
+
+/// `?` on a `Poll<Result<..>>` returns its error too.
+impl<T, E> Noted for core::task::Poll<Result<T, E>> {
+    fn is_error(&self) -> bool {
+        matches!(self, core::task::Poll::Ready(Err(_)))
+    }
+}
+
+/// `?` on a `Poll<Option<Result<..>>>` returns its error too.
+impl<T, E> Noted for core::task::Poll<Option<Result<T, E>>> {
+    fn is_error(&self) -> bool {
+        matches!(self, core::task::Poll::Ready(Some(Err(_))))
+    }
+}
+
+/// Hands `value` back; where it is an error, first takes the test's
+/// sockets for its report, before the function returns and drops its locals.
+#[inline]
+pub fn noted<T: Noted>(value: T) -> T {
+    if value.is_error() {
+        crate::forensics::record_at_err("before the body's locals were dropped");
+    }
+    value
+}
+
 /// Runs a test in a fresh network namespace.
 pub fn run<C: Conclusion>(test: &'static Test) -> C {
     C::conclusion(crate::run::run(test))
@@ -110,7 +148,7 @@ impl AsyncRuntime for Tokio {
                 let result = runtime.block_on(body);
                 if result.is_err() {
                     // Before the runtime drops the tasks that hold sockets.
-                    crate::forensics::record_at_err();
+                    crate::forensics::record_at_err("before its runtime and tasks were dropped");
                 }
                 result
             }

@@ -265,7 +265,7 @@ fn an_err_and_a_timeout_show_the_network_too() {
             mode,
             output,
             &[
-                "the network of `fixture::returns_err` when it returned Err (its sockets after the body's locals were dropped):",
+                "the network of `fixture::returns_err` when it returned Err (its sockets before the body's locals were dropped):",
                 "a0         UP         mtu 1500 10.9.0.1/24",
                 "  ns2: made by NetNs::new",
             ],

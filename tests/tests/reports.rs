@@ -56,12 +56,47 @@ mod fixture {
         Err("it went wrong".into())
     }
 
-    /// Returns `Err`; the listener it held is dropped by then.
+    /// Returns `Err` from inside a macro, which the attribute cannot see,
+    /// while a task holds a listener.
+    #[netns_test]
+    #[ignore = "fixture"]
+    async fn returns_err_from_a_macro_while_a_task_listens() -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:7009")
+            .await
+            .expect("bind 7009");
+        tokio::spawn(async move {
+            let _ = listener.accept().await;
+        });
+        tokio::task::yield_now().await;
+        macro_rules! fail {
+            () => {
+                return Err("it went wrong".to_owned())
+            };
+        }
+        fail!();
+    }
+
+    /// Returns `Err` through `?` while it holds a listener.
     #[netns_test]
     #[ignore = "fixture"]
     fn returns_err() -> Result<(), String> {
         let _listener = TcpListener::bind("127.0.0.1:7006").expect("bind 7006");
-        Err("it went wrong".into())
+        Err::<(), _>("it went wrong".to_owned())?;
+        Ok(())
+    }
+
+    /// Returns `Err` from inside a macro, which the attribute cannot see:
+    /// the listener it held is dropped by then.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn returns_err_from_a_macro() -> Result<(), String> {
+        let _listener = TcpListener::bind("127.0.0.1:7008").expect("bind 7008");
+        macro_rules! fail {
+            () => {
+                return Err("it went wrong".to_owned())
+            };
+        }
+        fail!();
     }
 
     /// Makes a link whose name is not UTF-8 and holds an escape sequence,
@@ -169,9 +204,11 @@ fn a_replaced_panic_hook_is_said_and_mended() {
     }
 }
 
-/// An async body's `Err` shows the sockets its tasks held, taken before the
-/// runtime was dropped; a sync body's `Err` says that its locals were
-/// dropped by then.
+/// A body's `Err`, through `?`, `return` or its value, shows the sockets
+/// its locals and its tasks held; one returned from inside a macro (which
+/// the attribute cannot see) shows, in an async body, those its tasks held,
+/// taken before its runtime was dropped, and in a sync body says that its
+/// locals were dropped by then.
 #[test]
 fn an_err_says_when_its_sockets_were_taken() {
     for mode in MODES {
@@ -181,11 +218,31 @@ fn an_err_says_when_its_sockets_were_taken() {
             mode,
             report.failure_output(name),
             &[
-                "when it returned Err (its sockets before its runtime and tasks were dropped):",
+                "when it returned Err (its sockets before the body's locals were dropped):",
                 "tcp LISTEN     127.0.0.1:7005",
             ],
         );
+        let name = "fixture::returns_err_from_a_macro_while_a_task_listens";
+        let report = run(name, mode);
+        assert_shows(
+            mode,
+            report.failure_output(name),
+            &[
+                "when it returned Err (its sockets before its runtime and tasks were dropped):",
+                "tcp LISTEN     127.0.0.1:7009",
+            ],
+        );
         let name = "fixture::returns_err";
+        let report = run(name, mode);
+        assert_shows(
+            mode,
+            report.failure_output(name),
+            &[
+                "when it returned Err (its sockets before the body's locals were dropped):",
+                "tcp LISTEN     127.0.0.1:7006",
+            ],
+        );
+        let name = "fixture::returns_err_from_a_macro";
         let report = run(name, mode);
         let output = report.failure_output(name);
         assert_shows(
@@ -193,7 +250,7 @@ fn an_err_says_when_its_sockets_were_taken() {
             output,
             &["when it returned Err (its sockets after the body's locals were dropped):"],
         );
-        assert!(!output.contains("127.0.0.1:7006"), "{mode}:\n{output}");
+        assert!(!output.contains("127.0.0.1:7008"), "{mode}:\n{output}");
     }
 }
 

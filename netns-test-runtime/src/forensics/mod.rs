@@ -464,19 +464,15 @@ fn record_at_panic(info: &PanicHookInfo<'_>) {
     }
 }
 
-/// In an async test whose body returned `Err`, on the body's thread, before
-/// its runtime (and the tasks that hold sockets) is dropped: takes the
-/// test's sockets for its report.
-#[cfg_attr(
-    not(feature = "tokio"),
-    expect(
-        dead_code,
-        reason = "only the tokio runtime returns before it is dropped"
-    )
-)]
-pub(crate) fn record_at_err() {
-    if let Some(evidence) = NsKey::of_this_thread().ok().and_then(find) {
-        evidence.keep_sockets("before its runtime and tasks were dropped");
+/// Where a body is about to return `Err` (`when` says where: before its
+/// locals are dropped, or its async runtime and tasks), on a thread of its
+/// test: takes the test's sockets for its report.
+pub(crate) fn record_at_err(when: &'static str) {
+    let evidence = BODY_EVIDENCE
+        .with(|body| body.borrow().upgrade())
+        .or_else(|| NsKey::of_this_thread().ok().and_then(find));
+    if let Some(evidence) = evidence {
+        evidence.keep_sockets(when);
     }
 }
 
