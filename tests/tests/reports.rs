@@ -46,14 +46,19 @@ mod fixture {
     #[netns_test]
     #[ignore = "fixture"]
     async fn returns_err_while_a_task_listens() -> Result<(), String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:7005")
+        listen_in_a_task(7005).await;
+        Err("it went wrong".into())
+    }
+
+    /// Starts a task that holds a listener on `port`.
+    async fn listen_in_a_task(port: u16) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .expect("bind 7005");
+            .expect("bind");
         tokio::spawn(async move {
             let _ = listener.accept().await;
         });
         tokio::task::yield_now().await;
-        Err("it went wrong".into())
     }
 
     /// Returns `Err` from inside a macro, which the attribute cannot see,
@@ -61,13 +66,7 @@ mod fixture {
     #[netns_test]
     #[ignore = "fixture"]
     async fn returns_err_from_a_macro_while_a_task_listens() -> Result<(), String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:7009")
-            .await
-            .expect("bind 7009");
-        tokio::spawn(async move {
-            let _ = listener.accept().await;
-        });
-        tokio::task::yield_now().await;
+        listen_in_a_task(7009).await;
         macro_rules! fail {
             () => {
                 return Err("it went wrong".to_owned())
