@@ -25,9 +25,20 @@
 //!
 //! The watchdog is forked from a threaded process and never execs, so all
 //! it does is async-signal-safe: system calls on fixed buffers.
+//!
+//! A process that runs one test (as under cargo-nextest, which starts a
+//! process per test) would pay for the watchdog's fork in every test, some
+//! 400 µs. There, handlers of the signals that end a process and that a
+//! process can catch (SIGTERM, SIGINT, SIGHUP, SIGQUIT: what nextest sends
+//! at a timeout, before SIGKILL after a grace, and what a terminal's Ctrl-C
+//! and `timeout` send) do the watchdog's work in the process itself, from a
+//! table of its test's namespaces, then end it by the same signal. A
+//! SIGKILL cannot be caught: such a process killed so leaves what its test
+//! started.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use nix::errno::Errno;
@@ -64,32 +75,68 @@ struct Slots {
     free: Vec<u32>,
 }
 
-static WATCHDOG: OnceLock<Option<Watchdog>> = OnceLock::new();
+/// What guards this process's tests.
+enum Guard {
+    /// A watchdog process (a process that runs several tests).
+    Watchdog(Watchdog),
+    /// Signal handlers, and [`TABLE`] (a process that runs one test).
+    Signals,
+}
 
-/// A slot of the watchdog's, held for a running test, and free again
-/// when dropped.
+static GUARD: OnceLock<Option<Guard>> = OnceLock::new();
+
+/// The inodes of the running tests' namespaces, for the signal handlers;
+/// 0 is a free entry.
+static TABLE: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+/// What the watchdog, or the table, holds for a running test, until dropped.
 #[derive(Debug)]
-pub(crate) struct Slot(u32);
+pub(crate) enum Slot {
+    /// A slot of the watchdog's.
+    Sent(u32),
+    /// An entry of [`TABLE`].
+    Table(usize),
+}
 
-/// Starts this process's watchdog, once; where it cannot start, says so
-/// once, and tests run without one.
-pub(crate) fn start() {
-    WATCHDOG.get_or_init(|| match spawn() {
-        Ok(watchdog) => Some(watchdog),
-        Err(errno) => {
-            eprintln!(
-                "netns-test: cannot start the watchdog that ends a thread-mode test's processes when the test process is killed ({errno}); they end with each test as usual"
-            );
-            None
+/// Starts what guards this process's tests, once: the watchdog, or, in a
+/// process that runs `one_test`, the signal handlers. Where the watchdog
+/// cannot start, says so once, and tests run without one.
+pub(crate) fn start(one_test: bool) {
+    GUARD.get_or_init(|| {
+        if one_test {
+            handle_signals();
+            return Some(Guard::Signals);
+        }
+        match spawn() {
+            Ok(watchdog) => Some(Guard::Watchdog(watchdog)),
+            Err(errno) => {
+                eprintln!(
+                    "netns-test: cannot start the watchdog that ends a thread-mode test's processes when the test process is killed ({errno}); they end with each test as usual"
+                );
+                None
+            }
         }
     });
 }
 
 /// Has the watchdog hold `fd` while a test runs: a socket made in the
-/// test's namespace, or a namespace's file. `None` where no watchdog runs
-/// (helper and process modes have a reaper instead), or it is full.
-pub(crate) fn watch(fd: BorrowedFd<'_>) -> Option<Slot> {
-    let watchdog = WATCHDOG.get()?.as_ref()?;
+/// test's namespace, or a namespace's file, whose inode `inode` reads (for
+/// the table of a process that runs one test). `None` where nothing guards
+/// this process's tests (helper and process modes have a reaper instead),
+/// or it is full.
+pub(crate) fn watch(fd: BorrowedFd<'_>, inode: impl FnOnce() -> Option<u64>) -> Option<Slot> {
+    let watchdog = match GUARD.get()?.as_ref()? {
+        Guard::Watchdog(watchdog) => watchdog,
+        Guard::Signals => {
+            let inode = inode()?;
+            let free = TABLE.iter().position(|entry| {
+                entry
+                    .compare_exchange(0, inode, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            })?;
+            return Some(Slot::Table(free));
+        }
+    };
     let slot = {
         let mut slots = watchdog
             .slots
@@ -120,21 +167,75 @@ pub(crate) fn watch(fd: BorrowedFd<'_>) -> Option<Slot> {
         None,
     );
     // Where the watchdog is gone, nothing is watched any more.
-    sent.is_ok().then_some(Slot(slot))
+    sent.is_ok().then_some(Slot::Sent(slot))
 }
 
 impl Drop for Slot {
     /// The test has ended: the slot is free for a later test, which closes
     /// what it held.
     fn drop(&mut self) {
-        if let Some(watchdog) = WATCHDOG.get().and_then(Option::as_ref) {
-            watchdog
+        match (self, GUARD.get().and_then(Option::as_ref)) {
+            (Slot::Sent(slot), Some(Guard::Watchdog(watchdog))) => watchdog
                 .slots
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .free
-                .push(self.0);
+                .push(*slot),
+            (Slot::Table(entry), _) => TABLE[*entry].store(0, Ordering::Release),
+            _ => {}
         }
+    }
+}
+
+/// The signals that end a process and that it can catch.
+const ENDING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// Handles each of [`ENDING`] whose action is the default one (a handler
+/// someone else installed is left in place).
+fn handle_signals() {
+    for signal in ENDING {
+        // SAFETY: a zeroed sigaction is valid; sigaction(2) with a null new
+        // action only reads the current one into `current`.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let read = unsafe { libc::sigaction(signal, std::ptr::null(), &raw mut current) };
+        if read != 0 || current.sa_sigaction != libc::SIG_DFL {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is valid; the handler is an
+        // `extern "C" fn(c_int)` that only makes system calls on its own
+        // stack's buffers.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = kill_then_end as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&raw mut action.sa_mask);
+            libc::sigaction(signal, &raw const action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// A signal that ends the process: kills every process in the namespaces
+/// of [`TABLE`], then ends the process by the same signal.
+extern "C" fn kill_then_end(signal: libc::c_int) {
+    let mut inodes = [0u64; 64];
+    let mut count = 0;
+    for entry in &TABLE {
+        let inode = entry.load(Ordering::Acquire);
+        if inode != 0 {
+            inodes[count] = inode;
+            count += 1;
+        }
+    }
+    for _ in 0..64 {
+        if count == 0 || kill_in(&inodes[..count]) == 0 {
+            break;
+        }
+    }
+    // SAFETY: signal(2) back to the default action, and the signal itself:
+    // system calls on integers.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
     }
 }
 

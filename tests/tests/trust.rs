@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netns_test_tests::{MODES, alone_in_thread_mode, ends, run_fixtures, thread_mode_here};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 mod fixture {
     use std::time::Duration;
@@ -637,40 +639,44 @@ fn nothing_the_body_started_outlives_the_test() {
 
 /// The processes a body started end when the test binary is killed in the
 /// middle of the test, in every mode: a reaper kills them in helper and
-/// process modes, and the watchdog in thread mode.
+/// process modes; in thread mode, the watchdog, where the process runs
+/// several tests (and so has no `--exact` name), even at a SIGKILL; and its
+/// signal handlers where it runs one (as under nextest), at the SIGTERM
+/// that nextest, `timeout` and a shutdown send.
 #[test]
 fn nothing_the_body_started_outlives_a_killed_test_binary() {
+    let name = "fixture::leaves_processes_and_waits";
+    let several = [name, "--ignored"];
+    let one = [name, "--exact", "--ignored"];
     for mode in MODES {
-        let pids = pid_file("killed");
-        let mut binary = Command::new(std::env::current_exe().expect("this binary"))
-            .args([
-                "fixture::leaves_processes_and_waits",
-                "--exact",
-                "--ignored",
-            ])
-            .env("NETNS_TEST_MODE", mode)
-            .env("NETNS_TEST_PIDS", &pids)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the fixture binary");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while pids_in(&pids).len() < 5 {
-            assert!(
-                Instant::now() < deadline,
-                "{mode}: the body started nothing"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for (args, signal) in [(&several[..], Signal::SIGKILL), (&one[..], Signal::SIGTERM)] {
+            let pids = pid_file("killed");
+            let mut binary = Command::new(std::env::current_exe().expect("this binary"))
+                .args(args)
+                .env("NETNS_TEST_MODE", mode)
+                .env("NETNS_TEST_PIDS", &pids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the fixture binary");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while pids_in(&pids).len() < 5 {
+                assert!(
+                    Instant::now() < deadline,
+                    "{mode}: the body started nothing"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill(Pid::from_raw(binary.id() as i32), signal).expect("kill the fixture binary");
+            binary.wait().expect("reap it");
+            for pid in pids_in(&pids) {
+                assert!(
+                    ends(pid),
+                    "{mode} {args:?} {signal}: process {pid} outlived the killed test binary"
+                );
+            }
+            let _ = std::fs::remove_file(pids);
         }
-        binary.kill().expect("kill the fixture binary");
-        binary.wait().expect("reap it");
-        for pid in pids_in(&pids) {
-            assert!(
-                ends(pid),
-                "{mode}: process {pid} outlived the killed test binary"
-            );
-        }
-        let _ = std::fs::remove_file(pids);
     }
 }
 

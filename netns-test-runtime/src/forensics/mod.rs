@@ -115,7 +115,10 @@ impl Evidence {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(test.name())),
         };
-        let watched = watchdog::watch(own.as_fd()).into_iter().collect();
+        // On the body's thread, inside the test's namespace.
+        let watched = watchdog::watch(own.as_fd(), crate::procfs::netns_of_this_thread)
+            .into_iter()
+            .collect();
         let evidence = Arc::new(Evidence {
             watched: Mutex::new(watched),
             test,
@@ -374,7 +377,7 @@ pub(crate) fn adopt(ns: &NetNs, key: NsKey) -> Result<(), Error> {
             step: "keep a test's namespace open for its failure report",
             source,
         })?;
-        if let Some(slot) = watchdog::watch(kept.as_fd()) {
+        if let Some(slot) = watchdog::watch(kept.as_fd(), || Some(kept.inode())) {
             evidence
                 .watched
                 .lock()

@@ -17,6 +17,7 @@
 //! namespaces it always did, and the mode is chosen as usual.
 
 use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
 
 use nix::sched::CloneFlags;
 
@@ -63,6 +64,13 @@ fn decide_and_enter() -> Result<(), &'static str> {
         Ok(()) => Ok(()),
         Err(_) => Err("the user namespace was refused"),
     }
+}
+
+/// Whether this process runs exactly one test, by `--exact` name, as
+/// cargo-nextest runs each test.
+pub(crate) fn runs_one_test() -> bool {
+    static ONE: OnceLock<bool> = OnceLock::new();
+    *ONE.get_or_init(|| the_one_test().is_some())
 }
 
 /// The libtest options that take a value in the next word, unless it is

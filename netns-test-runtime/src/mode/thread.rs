@@ -16,7 +16,7 @@ use nix::unistd::gettid;
 use crate::error::{Error, Stopped};
 use crate::forensics::{Evidence, Moment};
 use crate::mode::child::{BodyStreams, redirected};
-use crate::mode::reaper;
+use crate::mode::{early, reaper};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
 use crate::procfs;
@@ -80,7 +80,7 @@ fn guard_process(harness_ns: NsKey) {
         let _ = HARNESS_PID.set(std::process::id());
         // Before the subreaper: the watchdog must be no child of this
         // process, whose children are the bodies'.
-        watchdog::start();
+        watchdog::start(early::runs_one_test());
         if let Err(errno) = reaper::adopt_orphans() {
             let _ = writeln!(
                 std::io::stderr(),
