@@ -150,6 +150,17 @@ pub(crate) fn settle_fresh() -> Result<Rtnl, Error> {
     Ok(rtnl)
 }
 
+/// What is told of each namespace [`NetNs::new`] makes, and the key it
+/// is known by: a layer above (the failure reports) registers here, and
+/// cannot fail the call.
+static WATCHER: OnceLock<fn(&NetNs, NsKey)> = OnceLock::new();
+
+/// Has `watcher` told of every namespace [`NetNs::new`] makes from now on;
+/// the first watcher registered stays.
+pub(crate) fn watch_new_namespaces(watcher: fn(&NetNs, NsKey)) {
+    let _ = WATCHER.set(watcher);
+}
+
 /// A handle to a network namespace.
 ///
 /// A network namespace belongs to threads, not to processes: each thread is in
@@ -276,7 +287,9 @@ impl NetNs {
             })?
             .join()
             .unwrap_or_else(|payload| panic::resume_unwind(payload))?;
-        crate::forensics::adopt(&ns, key)?;
+        if let Some(watcher) = WATCHER.get() {
+            watcher(&ns, key);
+        }
         Ok(ns)
     }
 

@@ -88,10 +88,11 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         Ok(unavailable) => unavailable,
         Err(error) => return conclude(test, Outcome::Runtime(error)),
     };
-    let outcome = match select::selected_for(test).and_then(|mode| Ok((mode, timeout(test)?))) {
-        Ok((mode, timeout)) => run_in(mode, test, timeout),
-        Err(error) => Outcome::Runtime(error),
-    };
+    let outcome =
+        match select::selected_for(test).and_then(|mode| Ok((mode, test.timeout_or_default()?))) {
+            Ok((mode, timeout)) => run_in(mode, test, timeout),
+            Err(error) => Outcome::Runtime(error),
+        };
     match outcome {
         // Only the choice of mode finds no mode; the body has not run.
         Outcome::Runtime(Error::Unavailable(diagnosis))
@@ -140,14 +141,6 @@ fn run_in(mode: Mode, test: &'static Test, timeout: Option<Duration>) -> Outcome
     match fallback {
         Fallback::Helper => helper::run_parent(test, timeout),
         Fallback::Process => process::run_parent(test, timeout),
-    }
-}
-
-/// The test's own timeout, or the default from `NETNS_TEST_TIMEOUT`.
-pub(crate) fn timeout(test: &Test) -> Result<Option<Duration>, Error> {
-    match test.timeout {
-        Some(timeout) => Ok(Some(timeout)),
-        None => env::timeout(),
     }
 }
 

@@ -110,6 +110,14 @@ pub(crate) enum Call {
 }
 
 impl Test {
+    /// The test's own timeout, or the default from `NETNS_TEST_TIMEOUT`.
+    pub(crate) fn timeout_or_default(&self) -> Result<Option<Duration>, Error> {
+        match self.timeout {
+            Some(timeout) => Ok(Some(timeout)),
+            None => crate::env::timeout(),
+        }
+    }
+
     /// Where the test stands in the registry: the same in every process
     /// that runs this binary, and unique, unlike its path (a test in a
     /// `const _: () = { ... }` block has the path of one outside it).

@@ -60,6 +60,8 @@ pub(crate) struct Evidence {
     /// The watchdog's slots that hold its namespaces while it runs (thread
     /// mode): what runs in them is killed if the test process is.
     watched: Mutex<Vec<watchdog::Slot>>,
+    /// What could not be gathered, for the report.
+    problems: Mutex<Vec<String>>,
     /// The keys under which the registry finds this test.
     keys: Mutex<Vec<NsKey>>,
     /// The sockets of its namespaces (its own first, then those it made),
@@ -111,6 +113,7 @@ impl Evidence {
         mode: env::Capture,
     ) -> Result<Arc<Self>, Error> {
         keep_panic_hook();
+        crate::netns::watch_new_namespaces(adopt);
         let capture = match mode {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(test.name())),
@@ -126,6 +129,7 @@ impl Evidence {
             made: Mutex::new(Vec::new()),
             not_kept: AtomicUsize::new(0),
             made_inodes: Mutex::new(Vec::new()),
+            problems: Mutex::new(Vec::new()),
             keys: Mutex::new(vec![here]),
             early_sockets: Mutex::new(None),
             panics: AtomicUsize::new(0),
@@ -225,6 +229,14 @@ impl Evidence {
                     let _ = writeln!(out, "  {label}\n    unreadable: {error}");
                 }
             }
+        }
+        for problem in self
+            .problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "  {problem}");
         }
         let not_kept = self.not_kept.load(Ordering::Relaxed);
         if not_kept > 0 {
@@ -358,47 +370,61 @@ pub(crate) fn salvage(test: &Test) -> Option<String> {
 /// calling thread, to the evidence of the test that thread belongs to:
 /// it is kept open until the test's report, and captured when the test's
 /// packets are.
-pub(crate) fn adopt(ns: &NetNs, key: NsKey) -> Result<(), Error> {
+fn adopt(ns: &NetNs, key: NsKey) {
     let Some(evidence) = NsKey::of_this_thread().ok().and_then(find) else {
-        return Ok(());
+        return;
     };
-    evidence
-        .made_inodes
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(ns.inode());
-    let label = {
-        let mut made = evidence.made.lock().unwrap_or_else(PoisonError::into_inner);
-        if made.len() == KEPT {
-            evidence.not_kept.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let kept = ns.try_clone().map_err(|source| Error::Duplicate {
-            step: "keep a test's namespace open for its failure report",
-            source,
-        })?;
-        if let Some(slot) = watchdog::watch(kept.as_fd(), || Some(kept.inode())) {
-            evidence
-                .watched
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(slot);
-        }
-        made.push(kept);
-        format!("ns{}", made.len() + 1)
-    };
-    evidence
-        .keys
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(key);
-    OPEN.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((key, Arc::downgrade(&evidence)));
-    if let Some(Ok(capture)) = &evidence.capture {
-        capture.watch(label, ns)?;
+    // Evidence gathering never fails the user's `NetNs::new`: what it
+    // could not do is a line of the report.
+    if let Err(error) = evidence.adopt(ns, key) {
+        evidence
+            .problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!(
+                "a namespace made by NetNs::new is not in this report in full: {error}"
+            ));
     }
-    Ok(())
+}
+
+impl Evidence {
+    /// Adds `ns`, just made by `NetNs::new` (keyed `key`), to this test's.
+    fn adopt(self: &Arc<Self>, ns: &NetNs, key: NsKey) -> Result<(), Error> {
+        self.made_inodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ns.inode());
+        let label = {
+            let mut made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
+            if made.len() == KEPT {
+                self.not_kept.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let kept = ns.try_clone().map_err(|source| Error::Duplicate {
+                step: "keep a test's namespace open for its failure report",
+                source,
+            })?;
+            if let Some(slot) = watchdog::watch(kept.as_fd(), || Some(kept.inode())) {
+                self.watched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(slot);
+            }
+            made.push(kept);
+            format!("ns{}", made.len() + 1)
+        };
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key);
+        OPEN.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((key, Arc::downgrade(self)));
+        if let Some(Ok(capture)) = &self.capture {
+            capture.watch(label, ns)?;
+        }
+        Ok(())
+    }
 }
 
 thread_local! {

@@ -321,7 +321,7 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
                 // The helper keeps the timeout, to report it with the test's
                 // network; the parent stops the helper then, or after a
                 // grace if the helper cannot.
-                match crate::run::timeout(test) {
+                match test.timeout_or_default() {
                     Ok(timeout) => {
                         let io = Io::Redirected(streams);
                         run_on_named_thread(test, sandbox, io, timeout, Some(&body)).into_outcome()

@@ -100,7 +100,7 @@ pub(crate) fn run_child(test: &'static Test, marker: &ChildMarker, fds: [OwnedFd
         entry: Entry::AlreadyInside,
         harness_ns: marker.harness_ns,
     };
-    let outcome = match (stdin_copy(), crate::run::timeout(test)) {
+    let outcome = match (stdin_copy(), test.timeout_or_default()) {
         (Ok(stdin), Ok(timeout)) => {
             let streams = BodyStreams {
                 stdin,
