@@ -223,6 +223,7 @@ pub use netns_test_macro::netns_test;
 
 pub use diagnose::{Cause, Diagnosis, diagnose};
 pub use error::{CaptureDirProblem, ChildEnded, Error, NetlinkError, Stopped};
+pub use mode::Mode;
 pub use mode::select::selected_mode;
 pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.

@@ -1,7 +1,7 @@
 //! What a test does when the machine refuses namespaces, and how the
 //! environment variables steer it.
 
-use netns_test_runtime::{Cause, diagnose};
+use netns_test_runtime::{Cause, Mode, diagnose};
 use netns_test_tests::{REFUSING, run_fixtures, run_fixtures_under};
 
 mod fixture {
@@ -320,15 +320,14 @@ fn values_that_are_not_utf8_are_errors() {
 #[test]
 fn selected_mode_tells_the_truth() {
     let expected = match std::env::var("NETNS_TEST_MODE").as_deref() {
-        Ok("process") => "process",
-        Ok("helper") => "helper",
-        _ if diagnose().thread_mode() => "thread",
-        _ => "helper",
+        Ok("process") => Mode::Process,
+        Ok("helper") => Mode::Helper,
+        _ if diagnose().thread_mode() => Mode::Thread,
+        _ => Mode::Helper,
     };
-    assert_eq!(
-        netns_test_runtime::selected_mode().expect("a mode"),
-        expected
-    );
+    let selected = netns_test_runtime::selected_mode().expect("a mode");
+    assert_eq!(selected, expected);
+    assert_eq!(selected.to_string(), selected.as_str());
 }
 
 /// Where no mode works, `selected_mode` says so (the doctor then exits

@@ -17,9 +17,11 @@ pub(crate) mod wire;
 
 use std::fmt;
 
-/// How the body of a test is isolated.
+/// How the body of a test is isolated: the mode [`crate::selected_mode`]
+/// names, as `NETNS_TEST_MODE` takes it (its `Display` is that name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+#[non_exhaustive]
+pub enum Mode {
     /// On a thread of the test process that unshared its network namespace.
     Thread,
     /// On a thread of a long-lived helper process that holds a user
@@ -31,7 +33,7 @@ pub(crate) enum Mode {
 
 impl Mode {
     /// The mode's name, as `NETNS_TEST_MODE` takes it.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Mode::Thread => "thread",
             Mode::Helper => "helper",

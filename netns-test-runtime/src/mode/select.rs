@@ -165,8 +165,8 @@ fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<F
 }
 
 /// The mode this process's netns tests use, as `NETNS_TEST_MODE` and the
-/// machine decide: `"thread"`, `"helper"` or `"process"`. Where no test has
-/// run yet, it probes thread mode first, as the first test would.
+/// machine decide. Where no test has run yet, it probes thread mode first,
+/// as the first test would.
 ///
 /// # Errors
 ///
@@ -181,7 +181,7 @@ fn fallback(requested: Requested, thread: Option<Result<(), Errno>>) -> Result<F
 ///     Err(error) => println!("netns tests cannot run here: {error}"),
 /// }
 /// ```
-pub fn selected_mode() -> Result<&'static str, Error> {
+pub fn selected_mode() -> Result<Mode, Error> {
     let mode = match selected()? {
         Mode::Thread if THREAD_MODE.get().is_none() => match probe_thread() {
             Ok(()) => {
@@ -192,7 +192,7 @@ pub fn selected_mode() -> Result<&'static str, Error> {
         },
         mode => mode,
     };
-    Ok(mode.as_str())
+    Ok(mode)
 }
 
 #[cfg(test)]
