@@ -33,7 +33,7 @@ use nix::unistd::getpid;
 use crate::error::{Error, Stopped};
 use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
 use crate::mode::reaper;
-use crate::mode::thread::{BodyThread, Io, run_on_named_thread};
+use crate::mode::runner::{BodyThread, Io, run_on_named_thread};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;

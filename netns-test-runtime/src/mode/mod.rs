@@ -11,6 +11,7 @@ pub(crate) mod early;
 pub(crate) mod helper;
 pub(crate) mod process;
 pub(crate) mod reaper;
+pub(crate) mod runner;
 pub(crate) mod select;
 pub(crate) mod thread;
 pub(crate) mod wire;

@@ -12,7 +12,7 @@ use nix::unistd::getpid;
 
 use crate::error::{Error, Stopped};
 use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
-use crate::mode::thread::{Io, run_on_named_thread};
+use crate::mode::runner::{Io, run_on_named_thread};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
