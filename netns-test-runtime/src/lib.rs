@@ -206,6 +206,7 @@ mod mode;
 mod netlink;
 mod netns;
 mod outcome;
+mod plan;
 mod procfs;
 mod run;
 mod sandbox;

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::panic;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use nix::unistd::getppid;
 
@@ -17,6 +16,7 @@ use crate::mode::thread;
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, HELPER_MARKER, HelperMarker};
 use crate::mode::{Mode, helper, process};
 use crate::outcome::{Outcome, conclude};
+use crate::plan::Plan;
 use crate::test::{ShouldPanic, Test, TestError};
 
 /// What this process is to netns-test, from the markers its parent set.
@@ -89,11 +89,15 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         Ok(unavailable) => unavailable,
         Err(error) => return conclude(test, Outcome::Runtime(error)),
     };
-    let outcome =
-        match select::selected_for(test).and_then(|mode| Ok((mode, test.timeout_or_default()?))) {
-            Ok((mode, timeout)) => run_in(mode, test, timeout),
-            Err(error) => Outcome::Runtime(error),
-        };
+    // Decided once, here, for every process that runs the test.
+    let plan = match Plan::resolve(test) {
+        Ok(plan) => plan,
+        Err(error) => return conclude(test, Outcome::Runtime(error)),
+    };
+    let outcome = match select::selected_for(test) {
+        Ok(mode) => run_in(mode, test, plan),
+        Err(error) => Outcome::Runtime(error),
+    };
     match outcome {
         // Only the choice of mode finds no mode; the body has not run.
         Outcome::Runtime(Error::Unavailable(diagnosis))
@@ -103,7 +107,7 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         }
         outcome => {
             if let Outcome::Runtime(Error::ChildEnded(_) | Error::TimedOut { .. }) = outcome {
-                if let Some(note) = crate::forensics::salvage(test) {
+                if let Some(note) = crate::forensics::salvage(test, plan) {
                     eprint!("{note}");
                 }
             }
@@ -123,9 +127,9 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
 
 /// Runs a test in `mode`. In thread mode, the test is the probe: if its
 /// thread may not unshare (its body has not run), it goes to the fallback.
-fn run_in(mode: Mode, test: &'static Test, timeout: Option<Duration>) -> Outcome {
+fn run_in(mode: Mode, test: &'static Test, plan: Plan) -> Outcome {
     let fallback = match mode {
-        Mode::Thread => match thread::run(test, timeout) {
+        Mode::Thread => match thread::run(test, plan) {
             ThreadRun::Ran(outcome) => {
                 select::thread_mode_worked();
                 return outcome;
@@ -140,8 +144,8 @@ fn run_in(mode: Mode, test: &'static Test, timeout: Option<Duration>) -> Outcome
         Mode::Process => Fallback::Process,
     };
     match fallback {
-        Fallback::Helper => helper::run_parent(test, timeout),
-        Fallback::Process => process::run_parent(test, timeout),
+        Fallback::Helper => helper::run_parent(test, plan),
+        Fallback::Process => process::run_parent(test, plan),
     }
 }
 

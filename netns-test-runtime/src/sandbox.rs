@@ -15,12 +15,12 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getpid, write};
 
-use crate::env;
 use crate::error::Error;
 use crate::fault::{self, Fault};
 use crate::forensics::{Evidence, Moment};
 use crate::netns::{self, NetNs, NsKey};
 use crate::outcome::Outcome;
+use crate::plan::Plan;
 use crate::test::{Call, Test};
 
 /// How the body's thread gets its fresh network namespace.
@@ -67,13 +67,9 @@ pub(crate) struct Prepared {
 }
 
 impl Sandbox {
-    /// Prepares the calling thread for `test`'s body, capturing its packets
-    /// as `capture` says, and returns the body with what it takes.
-    pub(crate) fn prepare(
-        &self,
-        test: &'static Test,
-        capture: env::Capture,
-    ) -> Result<Prepared, Unprepared> {
+    /// Prepares the calling thread for `test`'s body, as its `plan` says,
+    /// and returns the body with what it takes.
+    pub(crate) fn prepare(&self, test: &'static Test, plan: &Plan) -> Result<Prepared, Unprepared> {
         if let Entry::Unshare = self.entry {
             unshare(CloneFlags::CLONE_NEWNET).map_err(Unprepared::Refused)?;
         }
@@ -88,7 +84,7 @@ impl Sandbox {
             }
             let here = NsKey::of_this_thread_by(&rtnl)?;
             ensure_isolated(here, harness_ns()?)?;
-            let evidence = Evidence::open(test, here, rtnl, capture)?;
+            let evidence = Evidence::open(test, here, rtnl, plan)?;
             let call = test.body.ready(NetNs::current)?;
             Ok(Prepared { call, evidence })
         };

@@ -56,7 +56,6 @@ use pcap_file::pcapng::blocks::interface_statistics::{
 
 pub(crate) use super::capture_files::warn_once;
 use super::capture_files::{self, Dir, stem_of};
-use crate::env;
 use crate::error::Error;
 use crate::fault::{self, Fault};
 use crate::netlink::{Request, Rtnl};
@@ -385,10 +384,9 @@ impl Capture {
     /// Starts capturing in the calling thread's namespace, labelled
     /// `test`, the packets of the test `name`. [`start_service`] must have
     /// run.
-    pub(crate) fn start(name: &str) -> Result<Capture, Error> {
+    pub(crate) fn start(name: &str, limit: u64) -> Result<Capture, Error> {
         static IDS: AtomicU64 = AtomicU64::new(0);
         let dir = capture_files::dir()?;
-        let limit = env::capture_limit()?;
         let stem = stem_of(name);
         let (output, partial) = dir.create_partial(&stem)?;
         let started = || {

@@ -29,6 +29,7 @@ use crate::error::Error;
 use crate::netlink::Rtnl;
 use crate::netns::{NetNs, NsKey};
 use crate::outcome::{Outcome, panic_fails};
+use crate::plan::Plan;
 use crate::test::Test;
 use crate::watchdog;
 
@@ -105,18 +106,20 @@ fn find(key: NsKey) -> Option<Arc<Evidence>> {
 impl Evidence {
     /// Opens the evidence of `test`, whose body is about to run on the
     /// calling thread, inside the namespace keyed `here`; `own` is a socket
-    /// made in it. Starts the capture when `mode` asks for it.
+    /// made in it. Starts the capture when its `plan` asks for it.
     pub(crate) fn open(
         test: &'static Test,
         here: NsKey,
         own: Rtnl,
-        mode: env::Capture,
+        plan: &Plan,
     ) -> Result<Arc<Self>, Error> {
         keep_panic_hook();
         crate::netns::watch_new_namespaces(adopt);
-        let capture = match mode {
+        let capture = match plan.capture {
             env::Capture::Off => None,
-            env::Capture::Failed | env::Capture::All => Some(Capture::start(test.name())),
+            env::Capture::Failed | env::Capture::All => {
+                Some(Capture::start(test.name(), plan.capture_limit))
+            }
         };
         // On the body's thread, inside the test's namespace.
         let watched = watchdog::watch(own.as_fd(), crate::procfs::netns_of_this_thread)
@@ -134,7 +137,7 @@ impl Evidence {
             early_sockets: Mutex::new(None),
             panics: AtomicUsize::new(0),
             capture,
-            keep_all: mode == env::Capture::All,
+            keep_all: plan.capture == env::Capture::All,
             concluded: AtomicBool::new(false),
         });
         OPEN.lock()
@@ -335,32 +338,21 @@ impl Drop for Evidence {
     }
 }
 
-/// Readies the process for `test`, on the thread that runs it, outside its
-/// namespace: where its packets are to be captured, the capture thread.
-/// Returns how they are captured, for [`Evidence::open`].
-pub(crate) fn ready_for(test: &Test) -> Result<env::Capture, Error> {
-    let mode = capture_mode(test)?;
-    if mode != env::Capture::Off {
-        // Checked here, before the body, as every variable is.
-        env::capture_limit()?;
+/// Readies the process for a test with `plan`, on the thread that runs it,
+/// outside its namespace: where its packets are to be captured, the
+/// capture thread.
+pub(crate) fn ready_for(plan: &Plan) -> Result<(), Error> {
+    if plan.capture != env::Capture::Off {
         capture::start_service()?;
     }
-    Ok(mode)
-}
-
-/// Whether and how `test`'s packets are captured.
-fn capture_mode(test: &Test) -> Result<env::Capture, Error> {
-    Ok(match (env::capture()?, test.capture) {
-        (env::Capture::Off, true) => env::Capture::Failed,
-        (mode, _) => mode,
-    })
+    Ok(())
 }
 
 /// In the test process, after the process that ran `test`'s body ended
 /// without a report (a crash, or stopped at a timeout): keeps the capture
 /// it was writing, if any, and says where it is.
-pub(crate) fn salvage(test: &Test) -> Option<String> {
-    if capture_mode(test).ok()? == env::Capture::Off {
+pub(crate) fn salvage(test: &Test, plan: Plan) -> Option<String> {
+    if plan.capture == env::Capture::Off {
         return None;
     }
     capture::salvage(test.name())

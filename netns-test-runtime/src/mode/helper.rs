@@ -37,6 +37,7 @@ use crate::mode::runner::{BodyThread, Io, run_on_named_thread};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
+use crate::plan::Plan;
 use crate::sandbox::{Entry, Sandbox};
 use crate::test::{TESTS, Test};
 
@@ -63,11 +64,11 @@ impl Drop for Helper {
 static IDLE: Mutex<Vec<Helper>> = Mutex::new(Vec::new());
 
 /// In the parent: runs `test` on a helper and returns its outcome.
-pub(crate) fn run_parent(test: &'static Test, timeout: Option<Duration>) -> Outcome {
+pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
     // A helper may have died between tests; then the body never started,
     // and the test is tried once more on a new helper.
     for _ in 0..2 {
-        match run_once(test, timeout) {
+        match run_once(test, plan) {
             Ok(Some(outcome)) => return outcome,
             Ok(None) => {}
             Err(error) => return Outcome::Runtime(error),
@@ -77,7 +78,7 @@ pub(crate) fn run_parent(test: &'static Test, timeout: Option<Duration>) -> Outc
 }
 
 /// Runs the test once; `None` when the helper was gone before the body started.
-fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Outcome>, Error> {
+fn run_once(test: &'static Test, plan: Plan) -> Result<Option<Outcome>, Error> {
     let index = test.index().ok_or_else(|| Error::TestNotRegistered {
         path: test.path.to_owned(),
     })?;
@@ -90,6 +91,7 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
         harness_ns: NsKey::of_this_thread()?,
         index,
         path: test.path.to_owned(),
+        plan,
     };
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
@@ -120,7 +122,7 @@ fn run_once(test: &'static Test, timeout: Option<Duration>) -> Result<Option<Out
         stderr: stderr_r,
         libtest: None,
     };
-    let record = match streams.pump(&mut helper.child, timeout)? {
+    let record = match streams.pump(&mut helper.child, plan.timeout)? {
         Pumped::TimedOut { after } => {
             return Ok(Some(Outcome::Runtime(Error::TimedOut {
                 after,
@@ -321,13 +323,8 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
                 // The helper keeps the timeout, to report it with the test's
                 // network; the parent stops the helper then, or after a
                 // grace if the helper cannot.
-                match test.timeout_or_default() {
-                    Ok(timeout) => {
-                        let io = Io::Redirected(streams);
-                        run_on_named_thread(test, sandbox, io, timeout, Some(&body)).into_outcome()
-                    }
-                    Err(error) => Outcome::Runtime(error),
-                }
+                let io = Io::Redirected(streams);
+                run_on_named_thread(test, sandbox, io, request.plan, Some(&body)).into_outcome()
             }
         },
     };

@@ -6,7 +6,6 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
-use std::time::Duration;
 
 use nix::unistd::getpid;
 
@@ -16,20 +15,21 @@ use crate::mode::runner::{Io, run_on_named_thread};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
 use crate::netns::NsKey;
 use crate::outcome::Outcome;
+use crate::plan::Plan;
 use crate::sandbox::{Entry, Sandbox};
 use crate::test::Test;
 
 /// In the parent: runs the test in a child process and returns its outcome.
-pub(crate) fn run_parent(test: &'static Test, timeout: Option<Duration>) -> Outcome {
+pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
     let Some(index) = test.index() else {
         return Outcome::Runtime(Error::TestNotRegistered {
             path: test.path.to_owned(),
         });
     };
-    spawn_and_wait(test.name(), index, timeout).unwrap_or_else(Outcome::Runtime)
+    spawn_and_wait(test.name(), index, plan).unwrap_or_else(Outcome::Runtime)
 }
 
-fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result<Outcome, Error> {
+fn spawn_and_wait(name: &str, index: usize, plan: Plan) -> Result<Outcome, Error> {
     let harness_ns = NsKey::of_this_thread()?;
     let (record_r, record_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
@@ -41,6 +41,7 @@ fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result
         fds: [&record_w, &stdout_w, &stderr_w].map(std::os::fd::AsRawFd::as_raw_fd),
         harness_ns,
         name: name.to_owned(),
+        plan,
     };
     let mut child = spawn_child(
         name,
@@ -57,7 +58,7 @@ fn spawn_and_wait(name: &str, index: usize, timeout: Option<Duration>) -> Result
         stderr: stderr_r,
         libtest: Some(libtest_r),
     };
-    match streams.pump(&mut child, timeout)? {
+    match streams.pump(&mut child, plan.timeout)? {
         Pumped::TimedOut { after } => Ok(Outcome::Runtime(Error::TimedOut {
             after,
             stopped: Stopped::Process,
@@ -100,17 +101,17 @@ pub(crate) fn run_child(test: &'static Test, marker: &ChildMarker, fds: [OwnedFd
         entry: Entry::AlreadyInside,
         harness_ns: marker.harness_ns,
     };
-    let outcome = match (stdin_copy(), test.timeout_or_default()) {
-        (Ok(stdin), Ok(timeout)) => {
+    let outcome = match stdin_copy() {
+        Ok(stdin) => {
             let streams = BodyStreams {
                 stdin,
                 stdout,
                 stderr,
             };
-            run_on_named_thread(test, sandbox, Io::Redirected(streams), timeout, None)
+            run_on_named_thread(test, sandbox, Io::Redirected(streams), marker.plan, None)
                 .into_outcome()
         }
-        (Err(error), _) | (_, Err(error)) => Outcome::Runtime(error),
+        Err(error) => Outcome::Runtime(error),
     };
     let _ = record.write_all(&outcome_frame(&outcome));
     if let Outcome::Runtime(Error::TimedOut { .. }) = outcome {
@@ -132,7 +133,12 @@ mod tests {
     /// the report says so and shows what the child's libtest printed.
     #[test]
     fn a_child_that_finds_no_test_fails() {
-        let outcome = spawn_and_wait("no::such::test", 0, None).unwrap_or_else(Outcome::Runtime);
+        let plan = Plan {
+            timeout: None,
+            capture: crate::env::Capture::Off,
+            capture_limit: 0,
+        };
+        let outcome = spawn_and_wait("no::such::test", 0, plan).unwrap_or_else(Outcome::Runtime);
         let Outcome::Runtime(Error::ChildEnded(ended)) = outcome else {
             panic!("expected the child to end without a record, got {outcome:?}");
         };

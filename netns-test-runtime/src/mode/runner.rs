@@ -19,6 +19,7 @@ use crate::forensics::{Evidence, Moment};
 use crate::mode::child::{BodyStreams, redirected};
 use crate::mode::reaper;
 use crate::outcome::Outcome;
+use crate::plan::Plan;
 use crate::procfs;
 use crate::sandbox::{Sandbox, Unprepared};
 use crate::test::Test;
@@ -199,14 +200,13 @@ pub(crate) fn run_on_named_thread(
     test: &'static Test,
     sandbox: Sandbox,
     io: Io,
-    timeout: Option<Duration>,
+    plan: Plan,
     body: Option<&Arc<BodyThread>>,
 ) -> ThreadRun {
-    let capture = match crate::forensics::ready_for(test) {
-        Ok(capture) => capture,
+    if let Err(error) = crate::forensics::ready_for(&plan) {
         // Before any unshare: it says nothing of whether thread mode works.
-        Err(error) => return ThreadRun::Failed(error),
-    };
+        return ThreadRun::Failed(error);
+    }
     let body = body.cloned();
     let harness = gettid().as_raw();
     let (done, report) = mpsc::sync_channel(1);
@@ -220,7 +220,7 @@ pub(crate) fn run_on_named_thread(
             if let Some(body) = &body {
                 let _ = body.tid.set(gettid().as_raw());
             }
-            let ran = match sandbox.prepare(test, capture) {
+            let ran = match sandbox.prepare(test, &plan) {
                 Err(Unprepared::Refused(errno)) => ThreadRun::Refused(errno),
                 Err(Unprepared::Failed(error)) => ThreadRun::Ran(Outcome::Runtime(error)),
                 Ok(prepared) => {
@@ -259,7 +259,7 @@ pub(crate) fn run_on_named_thread(
     let lost = || Error::ThreadLost {
         step: "the test's body",
     };
-    let received = match timeout {
+    let received = match plan.timeout {
         Some(after) => report.recv_timeout(after).map_err(|error| match error {
             mpsc::RecvTimeoutError::Timeout => Error::TimedOut {
                 after,

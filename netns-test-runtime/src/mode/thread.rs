@@ -6,7 +6,6 @@
 use std::cell::Cell;
 use std::io::Write;
 use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
-use std::time::Duration;
 
 use nix::libc;
 
@@ -14,6 +13,7 @@ use crate::error::Error;
 use crate::mode::runner::{BODY, BodyThread, Io, ThreadRun, run_on_named_thread, threads_left_in};
 use crate::mode::{early, reaper};
 use crate::netns::NsKey;
+use crate::plan::Plan;
 use crate::sandbox::{Entry, Sandbox};
 use crate::test::Test;
 use crate::watchdog;
@@ -81,7 +81,7 @@ extern "C" fn fail_if_a_body_exits() {
 
 /// Thread mode: runs `test` on a thread of this process, and then kills the
 /// processes the body started, even when it timed out.
-pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
+pub(crate) fn run(test: &'static Test, plan: Plan) -> ThreadRun {
     let harness_ns = match NsKey::of_this_thread() {
         Ok(harness_ns) => harness_ns,
         Err(error) => return ThreadRun::Failed(error),
@@ -92,7 +92,7 @@ pub(crate) fn run(test: &'static Test, timeout: Option<Duration>) -> ThreadRun {
         harness_ns,
     };
     let body = Arc::new(BodyThread::default());
-    let ran = run_on_named_thread(test, sandbox, Io::Inherited, timeout, Some(&body));
+    let ran = run_on_named_thread(test, sandbox, Io::Inherited, plan, Some(&body));
     // The body's thread has ended, having noted the test's namespaces and
     // the threads it left, or timed out and runs on: then they are read
     // through it now.

@@ -10,9 +10,11 @@ use std::fmt::Display;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use crate::env;
 use crate::error::{Error, Stopped};
 use crate::netns::{NsId, NsKey};
 use crate::outcome::{Outcome, panic_message};
+use crate::plan::Plan;
 use crate::test::{Test, TestError};
 
 /// The environment variable that makes a child a process-mode child.
@@ -71,6 +73,38 @@ pub(crate) struct ChildMarker {
     pub(crate) harness_ns: NsKey,
     /// The test's libtest name.
     pub(crate) name: String,
+    /// What the test process decided for the test.
+    pub(crate) plan: Plan,
+}
+
+/// The plan's fields: its timeout in milliseconds (`-` for none), its
+/// capture setting and its capture limit.
+fn plan_fields(plan: &Plan) -> [String; 3] {
+    let timeout = plan
+        .timeout
+        .map_or_else(|| "-".to_owned(), |timeout| timeout.as_millis().to_string());
+    let capture = match plan.capture {
+        env::Capture::Off => "off",
+        env::Capture::Failed => "failed",
+        env::Capture::All => "all",
+    };
+    [timeout, capture.to_owned(), plan.capture_limit.to_string()]
+}
+
+fn plan_of(timeout: &str, capture: &str, limit: &str) -> Option<Plan> {
+    Some(Plan {
+        timeout: match timeout {
+            "-" => None,
+            millis => Some(Duration::from_millis(millis.parse().ok()?)),
+        },
+        capture: match capture {
+            "off" => env::Capture::Off,
+            "failed" => env::Capture::Failed,
+            "all" => env::Capture::All,
+            _ => return None,
+        },
+        capture_limit: limit.parse().ok()?,
+    })
 }
 
 impl ChildMarker {
@@ -82,6 +116,7 @@ impl ChildMarker {
     pub(crate) fn encode(&self) -> String {
         let [record, stdout, stderr] = self.fds;
         let key = self.harness_ns.encode();
+        let [timeout, capture, limit] = plan_fields(&self.plan);
         join(&[
             &self.parent,
             &self.index,
@@ -89,13 +124,28 @@ impl ChildMarker {
             &stdout,
             &stderr,
             &key,
+            &timeout,
+            &capture,
+            &limit,
             &self.name,
         ])
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let [parent, index, record, stdout, stderr, key, name] = split(text)?;
+        let [
+            parent,
+            index,
+            record,
+            stdout,
+            stderr,
+            key,
+            timeout,
+            capture,
+            limit,
+            name,
+        ] = split(text)?;
         Some(ChildMarker {
+            plan: plan_of(timeout, capture, limit)?,
             parent: parent.parse().ok()?,
             index: index.parse().ok()?,
             fds: [
@@ -145,16 +195,21 @@ pub(crate) struct HelperRequest {
     pub(crate) index: usize,
     /// The test's path, to check that the index names the same test.
     pub(crate) path: String,
+    /// What the test process decided for the test.
+    pub(crate) plan: Plan,
 }
 
 impl HelperRequest {
     pub(crate) fn encode(&self) -> String {
-        join(&[&self.harness_ns.encode(), &self.index, &self.path])
+        let [timeout, capture, limit] = plan_fields(&self.plan);
+        let key = self.harness_ns.encode();
+        join(&[&key, &self.index, &timeout, &capture, &limit, &self.path])
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let [key, index, path] = split(text)?;
+        let [key, index, timeout, capture, limit, path] = split(text)?;
         Some(HelperRequest {
+            plan: plan_of(timeout, capture, limit)?,
             harness_ns: NsKey::decode(key)?,
             index: index.parse().ok()?,
             path: path.to_owned(),
@@ -282,30 +337,59 @@ mod tests {
         }
     }
 
+    /// Plans of every kind: with and without a timeout, each capture.
+    const PLANS: [Plan; 3] = [
+        Plan {
+            timeout: None,
+            capture: env::Capture::Off,
+            capture_limit: 64 << 20,
+        },
+        Plan {
+            timeout: Some(Duration::from_millis(1500)),
+            capture: env::Capture::Failed,
+            capture_limit: 1,
+        },
+        Plan {
+            timeout: Some(Duration::from_secs(60)),
+            capture: env::Capture::All,
+            capture_limit: u64::MAX,
+        },
+    ];
+
     #[test]
     fn the_child_marker_survives_the_trip() {
-        for harness_ns in KEYS {
+        for (i, plan) in PLANS.into_iter().enumerate() {
+            let harness_ns = KEYS[i % KEYS.len()];
             let marker = ChildMarker {
                 parent: 4242,
                 index: 17,
                 fds: [5, 6, 7],
                 harness_ns,
                 name: "outer::inner::a_test".into(),
+                plan,
             };
             assert_eq!(ChildMarker::decode(&marker.encode()), Some(marker));
         }
         assert_eq!(ChildMarker::decode("1:2:3"), None);
-        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:name"), None);
-        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:name"), None);
+        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:-:off:1:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:-:off:1:name"), None);
+        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:-:off:1:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:x:off:1:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:on:1:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:-1:name"), None);
         assert_eq!(
-            ChildMarker::decode("1:0:5:6:7:c4:"),
+            ChildMarker::decode("1:0:5:6:7:c4:-:off:9:"),
             Some(ChildMarker {
                 parent: 1,
                 index: 0,
                 fds: [5, 6, 7],
                 harness_ns: NsKey::Cookie(4),
                 name: String::new(),
+                plan: Plan {
+                    timeout: None,
+                    capture: env::Capture::Off,
+                    capture_limit: 9,
+                },
             })
         );
     }
@@ -325,17 +409,20 @@ mod tests {
 
     #[test]
     fn the_helper_request_survives_the_trip() {
-        for harness_ns in KEYS {
+        for (i, plan) in PLANS.into_iter().enumerate() {
+            let harness_ns = KEYS[i % KEYS.len()];
             let request = HelperRequest {
                 harness_ns,
                 index: 3,
                 path: "my_crate::a::b".into(),
+                plan,
             };
             assert_eq!(HelperRequest::decode(&request.encode()), Some(request));
         }
         assert_eq!(HelperRequest::decode("c1:3"), None);
-        assert_eq!(HelperRequest::decode("q1:3:path"), None);
-        assert_eq!(HelperRequest::decode("c1:x:path"), None);
+        assert_eq!(HelperRequest::decode("q1:3:-:off:1:path"), None);
+        assert_eq!(HelperRequest::decode("c1:x:-:off:1:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:everything:1:path"), None);
     }
 
     fn round_trip(outcome: Outcome) -> Record {
