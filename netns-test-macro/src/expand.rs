@@ -94,20 +94,28 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
         Param::None => quote! { #private::Body::Plain(|| #call) },
         Param::ByRef | Param::ByValue => quote! { #private::Body::WithNs(|#ns| #call) },
     };
-    let timeout = match &args.timeout_ms {
-        Some((millis, _)) => {
-            quote! { ::core::option::Option::Some(::core::time::Duration::from_millis(#millis)) }
+    // Only the options given, over the runtime's defaults.
+    let mut options = Vec::new();
+    if let Some((millis, _)) = &args.timeout_ms {
+        options.push(quote! {
+            timeout: ::core::option::Option::Some(::core::time::Duration::from_millis(#millis))
+        });
+    }
+    for (given, field) in [
+        (args.sysfs.is_some(), "sysfs"),
+        (args.process.is_some(), "process"),
+        (args.capture.is_some(), "capture"),
+    ] {
+        let field = syn::Ident::new(field, Span::call_site());
+        if given {
+            options.push(quote! { #field: true });
         }
-        None => quote! { ::core::option::Option::None },
-    };
+    }
     let test_attr = match test.registered {
         Registered::Here => quote! { #[::core::prelude::v1::test] },
         Registered::ByTestBelow | Registered::ByTestCase => quote! {},
     };
     let should_panic = should_panic(&test.should_panic, &private);
-    let sysfs = args.sysfs.is_some();
-    let process = args.process.is_some();
-    let capture = args.capture.is_some();
     // The signature names no path of the runtime, which only the body's
     // import may do.
     let (output, returned) = match test.returns_result {
@@ -129,10 +137,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
             let #registered = #private::register!(#private::Test {
                 path: ::core::concat!(::core::module_path!(), "::", #name_text),
                 should_panic: #should_panic,
-                timeout: #timeout,
-                sysfs: #sysfs,
-                process: #process,
-                capture: #capture,
+                options: #private::Options { #(#options,)* ..#private::Options::DEFAULT },
                 body: #body,
                 runs: #private::Runs::new(),
             });

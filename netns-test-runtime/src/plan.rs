@@ -28,7 +28,7 @@ impl Plan {
     /// the test process. A setting that is not understood fails the test,
     /// whether it matters to it or not.
     pub(crate) fn resolve(test: &Test) -> Result<Plan, Error> {
-        let capture = match (env::capture()?, test.capture) {
+        let capture = match (env::capture()?, test.options.capture) {
             (env::Capture::Off, true) => env::Capture::Failed,
             (capture, _) => capture,
         };

@@ -79,7 +79,7 @@ impl Sandbox {
         };
         let prepared = || {
             let rtnl = netns::settle_fresh()?;
-            if test.sysfs {
+            if test.options.sysfs {
                 private_sysfs()?;
             }
             let here = NsKey::of_this_thread_by(&rtnl)?;

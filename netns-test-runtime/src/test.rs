@@ -19,18 +19,37 @@ pub struct Test {
     pub path: &'static str,
     /// Whether libtest expects the test to panic.
     pub should_panic: ShouldPanic,
-    /// The attribute's `timeout`.
-    pub timeout: Option<Duration>,
-    /// The attribute's `sysfs`: mount a sysfs of the test's namespace.
-    pub sysfs: bool,
-    /// The attribute's `process`: a process of its own, whatever the mode.
-    pub process: bool,
-    /// The attribute's `capture`: capture packets, and keep them on failure.
-    pub capture: bool,
+    /// The attribute's options.
+    pub options: Options,
     /// The user's function, wrapped to report its result.
     pub body: Body,
     /// How often libtest has started it in this process.
     pub runs: Runs,
+}
+
+/// The options of `#[netns_test(...)]`. The attribute writes those it is
+/// given over [`Options::DEFAULT`], so that a new option changes no
+/// expansion that does not use it.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+    /// `sysfs`: mount a sysfs of the test's namespace.
+    pub sysfs: bool,
+    /// `process`: a process of its own, whatever the mode.
+    pub process: bool,
+    /// `capture`: capture packets, and keep them on failure.
+    pub capture: bool,
+}
+
+impl Options {
+    /// No option given.
+    pub const DEFAULT: Options = Options {
+        timeout: None,
+        sysfs: false,
+        process: false,
+        capture: false,
+    };
 }
 
 /// Counts libtest's starts of one test in one process. libtest starts each
@@ -112,7 +131,7 @@ pub(crate) enum Call {
 impl Test {
     /// The test's own timeout, or the default from `NETNS_TEST_TIMEOUT`.
     pub(crate) fn timeout_or_default(&self) -> Result<Option<Duration>, Error> {
-        match self.timeout {
+        match self.options.timeout {
             Some(timeout) => Ok(Some(timeout)),
             None => crate::env::timeout(),
         }
@@ -174,10 +193,7 @@ mod tests {
         let named = |path| Test {
             path,
             should_panic: ShouldPanic::No,
-            timeout: None,
-            sysfs: false,
-            process: false,
-            capture: false,
+            options: Options::DEFAULT,
             body: Body::Plain(|| Ok(())),
             runs: Runs::new(),
         };

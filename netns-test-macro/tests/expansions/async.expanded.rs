@@ -11,9 +11,9 @@ fn t() -> impl ::std::process::Termination {
     }
     let __netns_test = __netns_test_private::register!(
         __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
-        "t"), should_panic : __netns_test_private::ShouldPanic::No, timeout :
-        ::core::option::Option::None, sysfs : false, process : false, capture : false,
-        body : __netns_test_private::Body::WithNs(| __netns_ns | { let __netns_body =
+        "t"), should_panic : __netns_test_private::ShouldPanic::No, options :
+        __netns_test_private::Options { ..__netns_test_private::Options::DEFAULT }, body
+        : __netns_test_private::Body::WithNs(| __netns_ns | { let __netns_body =
         ::core::pin::pin!(async move {
         __netns_test_private::TestResult::into_test_result(t(& __netns_ns). await) });
         __netns_test_private::block_on(__netns_test_private::Tokio,

@@ -12,8 +12,8 @@ fn t() {
         __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
         "t"), should_panic : if ::core::cfg!(unix) {
         __netns_test_private::ShouldPanic::WithMessage("on unix") } else {
-        __netns_test_private::ShouldPanic::Yes }, timeout : ::core::option::Option::None,
-        sysfs : false, process : false, capture : false, body :
+        __netns_test_private::ShouldPanic::Yes }, options : __netns_test_private::Options
+        { ..__netns_test_private::Options::DEFAULT }, body :
         __netns_test_private::Body::Plain(||
         __netns_test_private::TestResult::into_test_result(t())), runs :
         __netns_test_private::Runs::new(), }

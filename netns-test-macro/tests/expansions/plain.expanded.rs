@@ -10,9 +10,9 @@ fn binds() {
     }
     let __netns_test = __netns_test_private::register!(
         __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
-        "binds"), should_panic : __netns_test_private::ShouldPanic::No, timeout :
-        ::core::option::Option::None, sysfs : false, process : false, capture : false,
-        body : __netns_test_private::Body::Plain(||
+        "binds"), should_panic : __netns_test_private::ShouldPanic::No, options :
+        __netns_test_private::Options { ..__netns_test_private::Options::DEFAULT }, body
+        : __netns_test_private::Body::Plain(||
         __netns_test_private::TestResult::into_test_result(binds())), runs :
         __netns_test_private::Runs::new(), }
     );

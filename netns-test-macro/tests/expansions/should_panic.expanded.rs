@@ -12,8 +12,9 @@ fn t() {
     let __netns_test = __netns_test_private::register!(
         __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
         "t"), should_panic : __netns_test_private::ShouldPanic::WithMessage("boom"),
-        timeout : ::core::option::Option::None, sysfs : false, process : false, capture :
-        false, body : __netns_test_private::Body::Plain(||
+        options : __netns_test_private::Options {
+        ..__netns_test_private::Options::DEFAULT }, body :
+        __netns_test_private::Body::Plain(||
         __netns_test_private::TestResult::into_test_result(t())), runs :
         __netns_test_private::Runs::new(), }
     );

@@ -12,8 +12,8 @@ fn test_case_1_v4() {
     }
     let __netns_test = __netns_test_private::register!(
         __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
-        "test_case_1_v4"), should_panic : __netns_test_private::ShouldPanic::No, timeout
-        : ::core::option::Option::None, sysfs : false, process : false, capture : false,
+        "test_case_1_v4"), should_panic : __netns_test_private::ShouldPanic::No, options
+        : __netns_test_private::Options { ..__netns_test_private::Options::DEFAULT },
         body : __netns_test_private::Body::Plain(||
         __netns_test_private::TestResult::into_test_result(test_case_1_v4())), runs :
         __netns_test_private::Runs::new(), }

@@ -70,7 +70,7 @@ pub(crate) fn selected() -> Result<Mode, Error> {
 /// The mode for `test`: its own process where it asks for one
 /// (`#[netns_test(process)]`), else this process's mode.
 pub(crate) fn selected_for(test: &Test) -> Result<Mode, Error> {
-    if !test.process {
+    if !test.options.process {
         return selected();
     }
     // A value of NETNS_TEST_MODE that is not understood fails every test.
