@@ -139,9 +139,14 @@ impl AsyncRuntime for Tokio {
         }
         // tokio panics, rather than returning an error, when it cannot start
         // a worker: caught here, or a `should_panic` test would pass on it.
-        let built = match crate::fault::injected(crate::fault::Fault::AsyncRuntime) {
-            true => Ok(Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE))),
-            false => crate::outcome::catch(|| builder.enable_all().build()),
+        builder.enable_all();
+        let built = match (
+            crate::fault::injected(crate::fault::Fault::AsyncRuntime),
+            flavor,
+        ) {
+            (true, _) => Ok(Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE))),
+            (false, Flavor::CurrentThread) => crate::outcome::catch(|| builder.build()),
+            (false, Flavor::MultiThread(_)) => build_within(builder, BUILD_WITHIN),
         };
         match built {
             Ok(Ok(runtime)) => {
@@ -160,6 +165,38 @@ impl AsyncRuntime for Tokio {
                 crate::outcome::fail_runtime(crate::Error::AsyncRuntimePanicked { message })
             }
         }
+    }
+}
+
+/// How long a multi-thread runtime may take to be built.
+#[cfg(feature = "tokio")]
+const BUILD_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Builds a multi-thread runtime on a thread of its own, started from this
+/// one (so that its workers start in this thread's network namespace), and
+/// waits for it at most `within`. tokio that starts some of its workers and
+/// then cannot start the next panics, and then, dropping what it built,
+/// waits forever for the workers it started: that thread is left there, and
+/// the test fails instead of hanging.
+#[cfg(feature = "tokio")]
+fn build_within(
+    mut builder: tokio::runtime::Builder,
+    within: std::time::Duration,
+) -> std::thread::Result<std::io::Result<tokio::runtime::Runtime>> {
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("netns-test-runtime".into())
+        .spawn(move || {
+            let _ = send.send(crate::outcome::catch(|| builder.build()));
+        });
+    if let Err(source) = spawned {
+        return Ok(Err(source));
+    }
+    match receive.recv_timeout(within) {
+        Ok(built) => built,
+        Err(_) => Err(Box::new(format!(
+            "tokio started some of its worker threads, could not start the next, and still waited for those it started {within:?} later (its panic is printed above)"
+        ))),
     }
 }
 

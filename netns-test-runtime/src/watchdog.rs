@@ -191,8 +191,13 @@ impl Drop for Slot {
 const ENDING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// Handles each of [`ENDING`] whose action is the default one (a handler
-/// someone else installed is left in place).
+/// someone else installed is left in place), and the process's exit: a body
+/// that timed out runs on, and may start processes after its test was
+/// cleaned up.
 fn handle_signals() {
+    // SAFETY: `kill_at_exit` is an `extern "C" fn()` that does not unwind,
+    // as atexit(3) requires.
+    unsafe { libc::atexit(kill_at_exit) };
     for signal in ENDING {
         // SAFETY: a zeroed sigaction is valid; sigaction(2) with a null new
         // action only reads the current one into `current`.
@@ -214,9 +219,27 @@ fn handle_signals() {
     }
 }
 
+/// The process exits: kills every process in the namespaces of [`TABLE`],
+/// which holds those of tests still running (a body that timed out).
+extern "C" fn kill_at_exit() {
+    kill_in_table();
+}
+
 /// A signal that ends the process: kills every process in the namespaces
 /// of [`TABLE`], then ends the process by the same signal.
 extern "C" fn kill_then_end(signal: libc::c_int) {
+    kill_in_table();
+    // SAFETY: signal(2) back to the default action, and the signal itself:
+    // system calls on integers.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+/// Kills every process in the namespaces of [`TABLE`], again until none is
+/// found: async-signal-safe.
+fn kill_in_table() {
     let mut inodes = [0u64; 64];
     let mut count = 0;
     for entry in &TABLE {
@@ -226,16 +249,61 @@ extern "C" fn kill_then_end(signal: libc::c_int) {
             count += 1;
         }
     }
+    if count == 0 {
+        return;
+    }
+    forbid_new_processes();
     for _ in 0..64 {
-        if count == 0 || kill_in(&inodes[..count]) == 0 {
+        if kill_in(&inodes[..count]) == 0 {
             break;
         }
     }
-    // SAFETY: signal(2) back to the default action, and the signal itself:
-    // system calls on integers.
+}
+
+/// Forbids every thread of this process to start a process or a thread
+/// (a seccomp filter, on all threads at once): a body that runs on past its
+/// timeout cannot start one more while the processes of its namespaces are
+/// killed and the process ends. Async-signal-safe.
+fn forbid_new_processes() {
+    /// BPF: load the word at offset `k`; jump if equal to `k`; return `k`.
+    const LOAD: u16 = 0x20;
+    const JUMP_IF_EQUAL: u16 = 0x15;
+    const RETURN: u16 = 0x06;
+    #[cfg(target_arch = "x86_64")]
+    const STARTS: [libc::c_long; 4] = [
+        libc::SYS_clone,
+        libc::SYS_clone3,
+        libc::SYS_fork,
+        libc::SYS_vfork,
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    const STARTS: [libc::c_long; 2] = [libc::SYS_clone, libc::SYS_clone3];
+    let step = |code, jt, k| libc::sock_filter { code, jt, jf: 0, k };
+    let mut program = [step(0, 0, 0); STARTS.len() + 3];
+    // `seccomp_data.nr`, at offset 0.
+    program[0] = step(LOAD, 0, 0);
+    for (i, &number) in STARTS.iter().enumerate() {
+        // To the last instruction, which refuses.
+        let to_refuse = (STARTS.len() - i) as u8;
+        program[1 + i] = step(JUMP_IF_EQUAL, to_refuse, number as u32);
+    }
+    program[STARTS.len() + 1] = step(RETURN, 0, libc::SECCOMP_RET_ALLOW);
+    program[STARTS.len() + 2] = step(RETURN, 0, libc::SECCOMP_RET_ERRNO | libc::EAGAIN as u32);
+    let filter = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: prctl(2) and seccomp(2) with integers and a pointer to
+    // `filter`, which points at `program`; both live for the calls. A
+    // refusal (an older kernel) leaves the process as it was.
     unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-        libc::raise(signal);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            &raw const filter,
+        );
     }
 }
 

@@ -193,6 +193,32 @@ mod fixture {
         std::thread::sleep(Duration::from_secs(600));
     }
 
+    /// Starts background processes, one after another, and runs on past its
+    /// timeout, while the test process reports it and ends.
+    #[netns_test(timeout = "300ms")]
+    #[ignore = "fixture"]
+    fn keeps_starting_processes() {
+        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
+        loop {
+            let _ = std::process::Command::new("sh")
+                .args([
+                    "-c",
+                    "sleep 120 </dev/null >/dev/null 2>&1 & echo $! >> \"$0\"",
+                    &file,
+                ])
+                .status();
+        }
+    }
+
+    /// Expects its own panic: tokio, out of threads partway through
+    /// starting its workers, must neither pass it nor hang it.
+    #[netns_test(threads = 4)]
+    #[ignore = "fixture"]
+    #[should_panic(expected = "the body's own")]
+    async fn four_workers_should_panic() {
+        panic!("the body's own panic");
+    }
+
     extern "C" fn forever() {
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -677,6 +703,80 @@ fn nothing_the_body_started_outlives_a_killed_test_binary() {
             }
             let _ = std::fs::remove_file(pids);
         }
+    }
+}
+
+/// A body that runs on past its timeout, starting processes, leaves none of
+/// them once the test process has ended, in every mode, in a process that
+/// runs this one test.
+#[test]
+fn a_timed_out_body_leaves_nothing_when_the_process_ends() {
+    for mode in MODES {
+        let pids = pid_file("rapid");
+        let report = run_fixtures(
+            "fixture::keeps_starting_processes",
+            &["--ignored", "--exact"],
+            &[
+                ("NETNS_TEST_MODE", mode),
+                ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
+            ],
+        );
+        let name = "fixture::keeps_starting_processes";
+        assert_eq!(report.status(name), "FAILED", "{mode}:\n{}", report.output);
+        let started = pids_in(&pids);
+        assert!(!started.is_empty(), "{mode}: the body started nothing");
+        for pid in started {
+            assert!(ends(pid), "{mode}: process {pid} outlived the test process");
+        }
+        let _ = std::fs::remove_file(pids);
+    }
+}
+
+/// Out of threads partway through starting tokio's workers (a limit of
+/// processes in a user namespace of its own, where it counts this process's
+/// threads alone; root is exempt from the limit, so a run as root becomes
+/// uid 65534 first), an async test neither passes on tokio's panic nor
+/// hangs: at every limit, the test ends, failed by netns-test's error, or
+/// passed by its own panic where every worker started.
+#[test]
+fn a_runtime_short_of_threads_neither_passes_nor_hangs() {
+    let name = "fixture::four_workers_should_panic";
+    let unprivileged: &[&str] = match nix::unistd::geteuid().is_root() {
+        true => &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ],
+        false => &[],
+    };
+    for limit in 3..=6 {
+        let mut run = Command::new("setpriv")
+            .args(unprivileged)
+            .args(["unshare", "--user", "--map-root-user", "prlimit"])
+            .arg(format!("--nproc={limit}:{limit}"))
+            .arg(std::env::current_exe().expect("this binary"))
+            .args([name, "--exact", "--ignored", "--color=never"])
+            .env("NETNS_TEST_MODE", "thread")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the fixture binary");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while run.try_wait().expect("look at the run").is_none() {
+            if Instant::now() > deadline {
+                let _ = run.kill();
+                let _ = run.wait();
+                panic!("limit {limit}: the test hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = run.wait_with_output().expect("its output");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let passed = stdout.contains(&format!("{name} - should panic ... ok"));
+        let failed_by_netns_test = stdout.contains(&format!("{name} - should panic ... FAILED"))
+            && stdout.contains("netns-test: ");
+        assert!(passed || failed_by_netns_test, "limit {limit}:\n{stdout}");
     }
 }
 
