@@ -38,7 +38,7 @@
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use nix::errno::Errno;
@@ -195,6 +195,7 @@ const ENDING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, lib
 /// that timed out runs on, and may start processes after its test was
 /// cleaned up.
 fn handle_signals() {
+    HANDLER.store(std::process::id() as i32, Ordering::Relaxed);
     // SAFETY: `kill_at_exit` is an `extern "C" fn()` that does not unwind,
     // as atexit(3) requires.
     unsafe { libc::atexit(kill_at_exit) };
@@ -237,9 +238,18 @@ extern "C" fn kill_then_end(signal: libc::c_int) {
     }
 }
 
+/// The process that installed the handlers: a process a body forks has
+/// them too (and a copy of the table), and its exit, or a signal to it, is
+/// its own.
+static HANDLER: AtomicI32 = AtomicI32::new(0);
+
 /// Kills every process in the namespaces of [`TABLE`], again until none is
-/// found: async-signal-safe.
+/// found, in the process that installed the handlers: async-signal-safe.
 fn kill_in_table() {
+    // SAFETY: getpid(2) takes nothing and cannot fail.
+    if unsafe { libc::getpid() } != HANDLER.load(Ordering::Relaxed) {
+        return;
+    }
     let mut inodes = [0u64; 64];
     let mut count = 0;
     for entry in &TABLE {
