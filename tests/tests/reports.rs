@@ -210,37 +210,34 @@ fn a_replaced_panic_hook_is_said_and_mended() {
 /// locals were dropped by then.
 #[test]
 fn an_err_says_when_its_sockets_were_taken() {
-    for mode in MODES {
-        let name = "fixture::returns_err_while_a_task_listens";
-        let report = run(name, mode);
-        assert_shows(
-            mode,
-            report.failure_output(name),
+    let shown: [(&str, &[&str]); 3] = [
+        (
+            "fixture::returns_err_while_a_task_listens",
             &[
                 "when it returned Err (its sockets before the body's locals were dropped):",
                 "tcp LISTEN     127.0.0.1:7005",
             ],
-        );
-        let name = "fixture::returns_err_from_a_macro_while_a_task_listens";
-        let report = run(name, mode);
-        assert_shows(
-            mode,
-            report.failure_output(name),
+        ),
+        (
+            "fixture::returns_err_from_a_macro_while_a_task_listens",
             &[
                 "when it returned Err (its sockets before its runtime and tasks were dropped):",
                 "tcp LISTEN     127.0.0.1:7009",
             ],
-        );
-        let name = "fixture::returns_err";
-        let report = run(name, mode);
-        assert_shows(
-            mode,
-            report.failure_output(name),
+        ),
+        (
+            "fixture::returns_err",
             &[
                 "when it returned Err (its sockets before the body's locals were dropped):",
                 "tcp LISTEN     127.0.0.1:7006",
             ],
-        );
+        ),
+    ];
+    for mode in MODES {
+        for (name, lines) in shown {
+            let report = run(name, mode);
+            assert_shows(mode, report.failure_output(name), lines);
+        }
         let name = "fixture::returns_err_from_a_macro";
         let report = run(name, mode);
         let output = report.failure_output(name);
