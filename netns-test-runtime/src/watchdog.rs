@@ -652,8 +652,8 @@ fn pid_of(name: &[u8]) -> Option<i32> {
     (digits > 0).then_some(pid)
 }
 
-/// The inode of process `pid`'s network namespace (0: this process's), from
-/// the text of its `/proc/<pid>/ns/net` link, `net:[<inode>]`.
+/// The inode of process `pid`'s network namespace, from the text of its
+/// `/proc/<pid>/ns/net` link, `net:[<inode>]`.
 fn namespace_of_process(pid: i32) -> Option<u64> {
     let mut path = [0u8; 40];
     let mut at = 0;
@@ -662,13 +662,8 @@ fn namespace_of_process(pid: i32) -> Option<u64> {
         at += bytes.len();
     };
     put(b"/proc/");
-    match pid {
-        0 => put(b"self"),
-        pid => {
-            let (digits, length) = decimal(pid.unsigned_abs());
-            put(&digits[10 - length..]);
-        }
-    }
+    let (digits, length) = decimal(pid.unsigned_abs());
+    put(&digits[10 - length..]);
     put(b"/ns/net\0");
     let mut link = [0u8; 32];
     // SAFETY: `path` is NUL-terminated; readlink(2) writes at most

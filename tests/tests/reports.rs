@@ -42,6 +42,13 @@ mod fixture {
         panic!("the test fails here");
     }
 
+    /// Returns `Err` from inside a macro, where the attribute cannot see it.
+    macro_rules! fail {
+        () => {
+            return Err("it went wrong".to_owned())
+        };
+    }
+
     /// Returns `Err` from an async body while a task holds a listener.
     #[netns_test]
     #[ignore = "fixture"]
@@ -67,11 +74,6 @@ mod fixture {
     #[ignore = "fixture"]
     async fn returns_err_from_a_macro_while_a_task_listens() -> Result<(), String> {
         listen_in_a_task(7009).await;
-        macro_rules! fail {
-            () => {
-                return Err("it went wrong".to_owned())
-            };
-        }
         fail!();
     }
 
@@ -90,11 +92,6 @@ mod fixture {
     #[ignore = "fixture"]
     fn returns_err_from_a_macro() -> Result<(), String> {
         let _listener = TcpListener::bind("127.0.0.1:7008").expect("bind 7008");
-        macro_rules! fail {
-            () => {
-                return Err("it went wrong".to_owned())
-            };
-        }
         fail!();
     }
 

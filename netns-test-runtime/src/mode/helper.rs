@@ -339,7 +339,7 @@ fn serve_one(request: Option<HelperRequest>, mut record: File, streams: BodyStre
     // A body that left threads in its namespace (a process-wide pool made
     // lazily) would have the next test on this helper use them there: the
     // helper retires instead, and the next test gets a new one.
-    if body.left_threads() {
+    if !body.threads_left().is_empty() {
         drop(record);
         std::process::exit(0);
     }

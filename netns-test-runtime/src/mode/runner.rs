@@ -135,11 +135,6 @@ impl BodyThread {
         self.namespaces.get().map_or(&[], Vec::as_slice)
     }
 
-    /// Whether the body left threads in its namespace.
-    pub(crate) fn left_threads(&self) -> bool {
-        self.threads_left.get().is_some_and(|left| !left.is_empty())
-    }
-
     /// The threads the body left in its namespace, named.
     pub(crate) fn threads_left(&self) -> Vec<String> {
         self.threads_left.get().cloned().unwrap_or_default()
