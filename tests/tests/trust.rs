@@ -666,16 +666,20 @@ fn nothing_the_body_started_outlives_the_test() {
 /// The processes a body started end when the test binary is killed in the
 /// middle of the test, in every mode: a reaper kills them in helper and
 /// process modes; in thread mode, the watchdog, where the process runs
-/// several tests (and so has no `--exact` name), even at a SIGKILL; and its
-/// signal handlers where it runs one (as under nextest), at the SIGTERM
-/// that nextest, `timeout` and a shutdown send.
+/// several tests (and so has no `--exact` name); where it runs one (as
+/// under nextest), its signal handlers at the SIGTERM that nextest,
+/// `timeout` and a shutdown send, and its sentinel at a SIGKILL.
 #[test]
 fn nothing_the_body_started_outlives_a_killed_test_binary() {
     let name = "fixture::leaves_processes_and_waits";
     let several = [name, "--ignored"];
     let one = [name, "--exact", "--ignored"];
     for mode in MODES {
-        for (args, signal) in [(&several[..], Signal::SIGKILL), (&one[..], Signal::SIGTERM)] {
+        for (args, signal) in [
+            (&several[..], Signal::SIGKILL),
+            (&one[..], Signal::SIGTERM),
+            (&one[..], Signal::SIGKILL),
+        ] {
             let pids = pid_file("killed");
             let mut binary = Command::new(std::env::current_exe().expect("this binary"))
                 .args(args)

@@ -33,6 +33,7 @@ use crate::userns::UsernsSetup;
 // it yet) and makes system calls, and relies on nothing that `main` sets up.
 #[ctor::ctor(unsafe)]
 fn enter_a_user_namespace_for_one_test() {
+    crate::watchdog::note_main_thread();
     // Left alone, for the reason given, the process chooses its mode as usual.
     let _left_alone: Result<(), &str> = decide_and_enter();
 }

@@ -27,18 +27,12 @@
 //! it does is async-signal-safe: system calls on fixed buffers.
 //!
 //! A process that runs one test (as under cargo-nextest, which starts a
-//! process per test) would pay for the watchdog's fork in every test, some
-//! 400 µs. There, handlers of the signals that end a process and that a
-//! process can catch (SIGTERM, SIGINT, SIGHUP, SIGQUIT: what nextest sends
-//! at a timeout, before SIGKILL after a grace, and what a terminal's Ctrl-C
-//! and `timeout` send) do the watchdog's work in the process itself, from a
-//! table of its test's namespaces, then end it by the same signal. A
-//! SIGKILL cannot be caught: such a process killed so leaves what its test
-//! started.
+//! process per test) would pay for the watchdog's fork in every test; there
+//! signal handlers and a sentinel that shares the process's memory do its
+//! work instead ([`one_test`]).
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use nix::errno::Errno;
@@ -48,6 +42,13 @@ use nix::sys::socket::{
 };
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, getpid};
+
+use sweep::{close, kill_in, namespace_of};
+
+mod one_test;
+mod sweep;
+
+pub(crate) use one_test::note_main_thread;
 
 /// How many descriptors the watchdog holds at most: the namespaces of the
 /// tests running at once, 33 each at most (its own and the 32 its evidence
@@ -79,22 +80,18 @@ struct Slots {
 enum Guard {
     /// A watchdog process (a process that runs several tests).
     Watchdog(Watchdog),
-    /// Signal handlers, and [`TABLE`] (a process that runs one test).
+    /// Signal handlers and a sentinel (a process that runs one test).
     Signals,
 }
 
 static GUARD: OnceLock<Option<Guard>> = OnceLock::new();
-
-/// The inodes of the running tests' namespaces, for the signal handlers;
-/// 0 is a free entry.
-static TABLE: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
 /// What the watchdog, or the table, holds for a running test, until dropped.
 #[derive(Debug)]
 pub(crate) enum Slot {
     /// A slot of the watchdog's.
     Sent(u32),
-    /// An entry of [`TABLE`].
+    /// An entry of the table of a process that runs one test.
     Table(usize),
 }
 
@@ -104,7 +101,7 @@ pub(crate) enum Slot {
 pub(crate) fn start(one_test: bool) {
     GUARD.get_or_init(|| {
         if one_test {
-            handle_signals();
+            one_test::guard();
             return Some(Guard::Signals);
         }
         match spawn() {
@@ -128,13 +125,7 @@ pub(crate) fn watch(fd: BorrowedFd<'_>, inode: impl FnOnce() -> Option<u64>) -> 
     let watchdog = match GUARD.get()?.as_ref()? {
         Guard::Watchdog(watchdog) => watchdog,
         Guard::Signals => {
-            let inode = inode()?;
-            let free = TABLE.iter().position(|entry| {
-                entry
-                    .compare_exchange(0, inode, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            })?;
-            return Some(Slot::Table(free));
+            return one_test::enter(inode()?).map(Slot::Table);
         }
     };
     let slot = {
@@ -181,139 +172,9 @@ impl Drop for Slot {
                 .unwrap_or_else(PoisonError::into_inner)
                 .free
                 .push(*slot),
-            (Slot::Table(entry), _) => TABLE[*entry].store(0, Ordering::Release),
+            (Slot::Table(entry), _) => one_test::leave(*entry),
             _ => {}
         }
-    }
-}
-
-/// The signals that end a process and that it can catch.
-const ENDING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
-
-/// Handles each of [`ENDING`] whose action is the default one (a handler
-/// someone else installed is left in place), and the process's exit: a body
-/// that timed out runs on, and may start processes after its test was
-/// cleaned up.
-fn handle_signals() {
-    HANDLER.store(std::process::id() as i32, Ordering::Relaxed);
-    // SAFETY: `kill_at_exit` is an `extern "C" fn()` that does not unwind,
-    // as atexit(3) requires.
-    unsafe { libc::atexit(kill_at_exit) };
-    for signal in ENDING {
-        // SAFETY: a zeroed sigaction is valid; sigaction(2) with a null new
-        // action only reads the current one into `current`.
-        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let read = unsafe { libc::sigaction(signal, std::ptr::null(), &raw mut current) };
-        if read != 0 || current.sa_sigaction != libc::SIG_DFL {
-            continue;
-        }
-        // SAFETY: a zeroed sigaction is valid; the handler is an
-        // `extern "C" fn(c_int)` that only makes system calls on its own
-        // stack's buffers.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = kill_then_end as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&raw mut action.sa_mask);
-            libc::sigaction(signal, &raw const action, std::ptr::null_mut());
-        }
-    }
-}
-
-/// The process exits: kills every process in the namespaces of [`TABLE`],
-/// which holds those of tests still running (a body that timed out).
-extern "C" fn kill_at_exit() {
-    kill_in_table();
-}
-
-/// A signal that ends the process: kills every process in the namespaces
-/// of [`TABLE`], then ends the process by the same signal.
-extern "C" fn kill_then_end(signal: libc::c_int) {
-    kill_in_table();
-    // SAFETY: signal(2) back to the default action, and the signal itself:
-    // system calls on integers.
-    unsafe {
-        libc::signal(signal, libc::SIG_DFL);
-        libc::raise(signal);
-    }
-}
-
-/// The process that installed the handlers: a process a body forks has
-/// them too (and a copy of the table), and its exit, or a signal to it, is
-/// its own.
-static HANDLER: AtomicI32 = AtomicI32::new(0);
-
-/// Kills every process in the namespaces of [`TABLE`], again until none is
-/// found, in the process that installed the handlers: async-signal-safe.
-fn kill_in_table() {
-    // SAFETY: getpid(2) takes nothing and cannot fail.
-    if unsafe { libc::getpid() } != HANDLER.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut inodes = [0u64; 64];
-    let mut count = 0;
-    for entry in &TABLE {
-        let inode = entry.load(Ordering::Acquire);
-        if inode != 0 {
-            inodes[count] = inode;
-            count += 1;
-        }
-    }
-    if count == 0 {
-        return;
-    }
-    forbid_new_processes();
-    for _ in 0..64 {
-        if kill_in(&inodes[..count]) == 0 {
-            break;
-        }
-    }
-}
-
-/// Forbids every thread of this process to start a process or a thread
-/// (a seccomp filter, on all threads at once): a body that runs on past its
-/// timeout cannot start one more while the processes of its namespaces are
-/// killed and the process ends. Async-signal-safe.
-fn forbid_new_processes() {
-    /// BPF: load the word at offset `k`; jump if equal to `k`; return `k`.
-    const LOAD: u16 = 0x20;
-    const JUMP_IF_EQUAL: u16 = 0x15;
-    const RETURN: u16 = 0x06;
-    #[cfg(target_arch = "x86_64")]
-    const STARTS: [libc::c_long; 4] = [
-        libc::SYS_clone,
-        libc::SYS_clone3,
-        libc::SYS_fork,
-        libc::SYS_vfork,
-    ];
-    #[cfg(not(target_arch = "x86_64"))]
-    const STARTS: [libc::c_long; 2] = [libc::SYS_clone, libc::SYS_clone3];
-    let step = |code, jt, k| libc::sock_filter { code, jt, jf: 0, k };
-    let mut program = [step(0, 0, 0); STARTS.len() + 3];
-    // `seccomp_data.nr`, at offset 0.
-    program[0] = step(LOAD, 0, 0);
-    for (i, &number) in STARTS.iter().enumerate() {
-        // To the last instruction, which refuses.
-        let to_refuse = (STARTS.len() - i) as u8;
-        program[1 + i] = step(JUMP_IF_EQUAL, to_refuse, number as u32);
-    }
-    program[STARTS.len() + 1] = step(RETURN, 0, libc::SECCOMP_RET_ALLOW);
-    program[STARTS.len() + 2] = step(RETURN, 0, libc::SECCOMP_RET_ERRNO | libc::EAGAIN as u32);
-    let filter = libc::sock_fprog {
-        len: program.len() as libc::c_ushort,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: prctl(2) and seccomp(2) with integers and a pointer to
-    // `filter`, which points at `program`; both live for the calls. A
-    // refusal (an older kernel) leaves the process as it was.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_TSYNC,
-            &raw const filter,
-        );
     }
 }
 
@@ -486,20 +347,6 @@ enum Received {
     NoMore,
 }
 
-/// The decimal digits of `n`, right-aligned, and how many there are.
-fn decimal(mut n: u32) -> ([u8; 10], usize) {
-    let mut digits = [0u8; 10];
-    let mut count = 0;
-    loop {
-        digits[9 - count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            return (digits, count);
-        }
-    }
-}
-
 /// Receives one message, and the descriptor it carries, without waiting.
 fn receive(socket: RawFd) -> Received {
     let mut message = [0u8; MESSAGE];
@@ -552,146 +399,5 @@ fn receive(socket: RawFd) -> Received {
             close(fd);
             Received::Nothing
         }
-    }
-}
-
-fn close(fd: RawFd) {
-    if fd >= 0 {
-        // SAFETY: `fd` is a descriptor the watchdog received and owns.
-        unsafe { libc::close(fd) };
-    }
-}
-
-/// The inode of the namespace `fd` is of: a namespace's own file, or a
-/// socket made in it (through `SIOCGSKNS`).
-fn namespace_of(fd: RawFd) -> Option<u64> {
-    // SAFETY: a zeroed stat is valid; fstat(2) fills it.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `stat` is valid for writes.
-    if unsafe { libc::fstat(fd, &raw mut stat) } != 0 {
-        return None;
-    }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Some(stat.st_ino);
-    }
-    /// `SIOCGSKNS` (`linux/sockios.h`).
-    const SIOCGSKNS: libc::c_ulong = 0x894C;
-    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor.
-    let ns = unsafe { libc::ioctl(fd, SIOCGSKNS as _) };
-    if ns < 0 {
-        return None;
-    }
-    // SAFETY: as above, for the namespace's descriptor.
-    let found = unsafe { libc::fstat(ns, &raw mut stat) } == 0;
-    close(ns);
-    found.then_some(stat.st_ino)
-}
-
-/// Kills every process whose network namespace is one of `inodes`; returns
-/// how many it found.
-fn kill_in(inodes: &[u64]) -> usize {
-    // SAFETY: open(2) on a NUL-terminated path.
-    let proc = unsafe {
-        libc::open(
-            c"/proc".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if proc < 0 {
-        return 0;
-    }
-    let mut killed = 0;
-    let mut entries = [0u8; 8192];
-    loop {
-        // SAFETY: getdents64(2) fills at most `entries.len()` bytes.
-        let length = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                proc,
-                entries.as_mut_ptr(),
-                entries.len(),
-            )
-        };
-        if length <= 0 {
-            break;
-        }
-        let mut at = 0;
-        while at + 19 < length as usize {
-            // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2),
-            // d_type (1), then the NUL-terminated name.
-            let record = usize::from(u16::from_ne_bytes([entries[at + 16], entries[at + 17]]));
-            if record == 0 {
-                break;
-            }
-            let name = &entries[at + 19..(at + record).min(length as usize)];
-            if let Some(pid) = pid_of(name) {
-                if namespace_of_process(pid).is_some_and(|ns| inodes.contains(&ns)) {
-                    // SAFETY: kill(2) with a pid and a signal.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    killed += 1;
-                }
-            }
-            at += record;
-        }
-    }
-    close(proc);
-    killed
-}
-
-/// The pid a `/proc` entry's NUL-terminated name is, if it is one.
-fn pid_of(name: &[u8]) -> Option<i32> {
-    let mut pid: i32 = 0;
-    let mut digits = 0;
-    for &byte in name.iter().take_while(|&&byte| byte != 0) {
-        if !byte.is_ascii_digit() {
-            return None;
-        }
-        pid = pid.checked_mul(10)?.checked_add(i32::from(byte - b'0'))?;
-        digits += 1;
-    }
-    (digits > 0).then_some(pid)
-}
-
-/// The inode of process `pid`'s network namespace, from the text of its
-/// `/proc/<pid>/ns/net` link, `net:[<inode>]`.
-fn namespace_of_process(pid: i32) -> Option<u64> {
-    let mut path = [0u8; 40];
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        path[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
-    put(b"/proc/");
-    let (digits, length) = decimal(pid.unsigned_abs());
-    put(&digits[10 - length..]);
-    put(b"/ns/net\0");
-    let mut link = [0u8; 32];
-    // SAFETY: `path` is NUL-terminated; readlink(2) writes at most
-    // `link.len()` bytes.
-    let length =
-        unsafe { libc::readlink(path.as_ptr().cast(), link.as_mut_ptr().cast(), link.len()) };
-    let text = link.get(..usize::try_from(length).ok()?)?;
-    let inode = text.strip_prefix(b"net:[")?.strip_suffix(b"]")?;
-    let mut value: u64 = 0;
-    for &byte in inode {
-        if !byte.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
-    }
-    Some(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_proc_names_and_links() {
-        assert_eq!(pid_of(b"1234\0rest"), Some(1234));
-        assert_eq!(pid_of(b"self\0"), None);
-        assert_eq!(pid_of(b"\0"), None);
-        let here = crate::procfs::netns_of_process(std::process::id() as i32);
-        assert_eq!(namespace_of_process(std::process::id() as i32), here);
     }
 }
