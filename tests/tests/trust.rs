@@ -193,6 +193,25 @@ mod fixture {
         std::thread::sleep(Duration::from_secs(600));
     }
 
+    /// Starts a process that moves itself into a network namespace of its
+    /// own, and whose parent then exits: no namespace of the test's names it.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn leaves_a_process_in_a_namespace_of_its_own() {
+        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
+        let status = std::process::Command::new("unshare")
+            .args([
+                "--net",
+                "sh",
+                "-c",
+                "sleep 120 </dev/null >/dev/null 2>&1 & echo $! >> \"$0\"",
+                &file,
+            ])
+            .status()
+            .expect("run unshare");
+        assert!(status.success(), "unshare --net: {status}");
+    }
+
     /// Starts background processes, one after another, and runs on past its
     /// timeout, while the test process reports it and ends.
     #[netns_test(timeout = "300ms")]
@@ -703,6 +722,41 @@ fn nothing_the_body_started_outlives_a_killed_test_binary() {
                 assert!(
                     ends(pid),
                     "{mode} {args:?} {signal}: process {pid} outlived the killed test binary"
+                );
+            }
+            let _ = std::fs::remove_file(pids);
+        }
+    }
+}
+
+/// A process a body started that moved itself into a network namespace of
+/// its own and was orphaned ends, at the latest, with the test binary, in
+/// every mode, in a process that runs one test and in one that runs several.
+#[test]
+fn a_process_in_a_namespace_of_its_own_ends_with_the_test_binary() {
+    let name = "fixture::leaves_a_process_in_a_namespace_of_its_own";
+    for mode in MODES {
+        for one in [true, false] {
+            let pids = pid_file("own-namespace");
+            let exact: &[&str] = match one {
+                true => &["--ignored", "--exact"],
+                false => &["--ignored"],
+            };
+            let report = run_fixtures(
+                name,
+                exact,
+                &[
+                    ("NETNS_TEST_MODE", mode),
+                    ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
+                ],
+            );
+            assert_eq!(report.status(name), "ok", "{mode}:\n{}", report.output);
+            let started = pids_in(&pids);
+            assert_eq!(started.len(), 1, "{mode} one test {one}: {started:?}");
+            for pid in started {
+                assert!(
+                    ends(pid),
+                    "{mode} one test {one}: process {pid} outlived the test binary"
                 );
             }
             let _ = std::fs::remove_file(pids);

@@ -239,9 +239,24 @@ pub(crate) fn has_children() -> bool {
 /// a shell's background job, is still below it. Never the calling thread's
 /// own namespace: the harness's processes are not a body's.
 pub(crate) fn kill_in_namespaces(namespaces: &[u64]) {
+    kill_below(|ns| namespaces.contains(&ns));
+}
+
+/// In thread mode, where no other test can be running (a process that runs
+/// one test, or one whose tests have all ended): kills every process below
+/// this one in another network namespace than the calling thread's, and
+/// every process below those. What a body started in a namespace of its
+/// own making (`unshare -n`) is found only so.
+pub(crate) fn kill_outside_this_namespace() {
+    kill_below(|_| true);
+}
+
+/// Kills every process below this one whose network namespace is not the
+/// calling thread's and is `doomed`, and every process below those, and
+/// reaps them.
+fn kill_below(doomed: impl Fn(u64) -> bool) {
     let here = procfs::netns_of_this_thread();
-    let doomed_ns =
-        |ns: Option<u64>| ns.is_some_and(|ns| Some(ns) != here && namespaces.contains(&ns));
+    let doomed_ns = |ns: Option<u64>| ns.is_some_and(|ns| Some(ns) != here && doomed(ns));
     let direct: Vec<i32> = procfs::children_of(std::process::id() as i32)
         .into_iter()
         .filter(|&pid| doomed_ns(procfs::netns_of_process(pid)))

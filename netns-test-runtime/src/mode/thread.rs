@@ -64,6 +64,11 @@ extern "C" fn fail_if_a_body_exits() {
         NsKey::of_this_thread().is_ok_and(|here| here.differs_from(*harness_ns))
     });
     if body.is_none() && !in_a_test {
+        // The run ends as usual: every test has ended, so what is below
+        // this process in another network namespace is what a body left
+        // that no test's namespace names (one that moved itself into a
+        // namespace of its own, and was orphaned).
+        reaper::kill_outside_this_namespace();
         return;
     }
     let message = match body {
@@ -107,8 +112,17 @@ pub(crate) fn run(test: &'static Test, plan: Plan) -> ThreadRun {
         }
         _ => (body.namespaces().to_vec(), body.threads_left()),
     };
-    if !namespaces.is_empty() && reaper::has_children() {
-        reaper::kill_in_namespaces(&namespaces);
+    if reaper::has_children() {
+        match early::runs_one_test() {
+            // The one test's: everything below this process in another
+            // network namespace, a namespace the test made or one that a
+            // process of the body's made for itself (`unshare -n`).
+            true => reaper::kill_outside_this_namespace(),
+            // Other tests may be running: only what is in this test's
+            // namespaces is its own; the rest ends at the process's exit.
+            false if !namespaces.is_empty() => reaper::kill_in_namespaces(&namespaces),
+            false => {}
+        }
     }
     warn_of_threads_left(test, left);
     ran
