@@ -289,7 +289,11 @@ fn start_sentinel() {
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut before);
     }
-    let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_SETTLS | libc::SIGCHLD;
+    // No exit signal: a child that sends none is no child to a wait for
+    // any child (without `__WALL`), so thread mode's look for a body's
+    // processes ([`crate::mode::reaper::has_children`]) does not see it. At
+    // the test process's end it is reparented, and then sends SIGCHLD.
+    let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_SETTLS;
     // SAFETY: the child runs `sentinel` on the stack mapped above (whose top
     // is passed), with the main thread's thread pointer, and touches only
     // what `sentinel` says; the mapping is never unmapped, and the pidfd
