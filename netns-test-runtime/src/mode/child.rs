@@ -23,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, dup, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
 
-use crate::error::{ChildEnded, Error};
+use crate::error::{ChildEnded, Error, Stopped};
 use crate::mode::reaper;
 use crate::mode::wire::Record;
 use crate::outcome::Outcome;
@@ -258,14 +258,93 @@ fn describe(status: ExitStatus) -> String {
     format!("was killed by signal {signal}, {name}{what}{core}")
 }
 
-/// The parent's ends of the pipes of one test.
-pub(crate) struct Streams {
-    pub(crate) record: OwnedFd,
-    pub(crate) stdout: OwnedFd,
-    pub(crate) stderr: OwnedFd,
-    /// What a process-mode child's own libtest prints. A helper has none:
-    /// it closes the record last, when the test is done, and lives on.
+/// The parent's side of one test whose body runs in another process, a
+/// process-mode child or a helper, written once for both: the pipes, made
+/// before that process is given their write ends, and read until the
+/// outcome.
+pub(crate) struct ChildRun {
+    streams: Streams,
+}
+
+/// The write ends of a [`ChildRun`]'s pipes, for the process that runs the
+/// body, to be dropped here once it has them, so that the reads end.
+pub(crate) struct ChildEnds {
+    /// The record, the body's stdout and its stderr, in this order.
+    pub(crate) body: [OwnedFd; 3],
+    /// Where a process-mode child's own libtest prints.
     pub(crate) libtest: Option<OwnedFd>,
+}
+
+/// How a [`ChildRun`] ended.
+pub(crate) enum Ran {
+    /// The timeout passed, and the process was stopped: the outcome.
+    TimedOut(Outcome),
+    /// The pipes were closed, or the process exited and they were drained:
+    /// the record, and what a process-mode child's libtest printed.
+    Finished {
+        record: Vec<u8>,
+        libtest_output: String,
+    },
+}
+
+impl ChildRun {
+    /// Makes the pipes of one test, with one for the child's own libtest
+    /// output where `libtest` (process mode; a helper has none: it closes
+    /// the record last, when the test is done, and lives on).
+    pub(crate) fn open(libtest: bool) -> Result<(ChildRun, ChildEnds), Error> {
+        let (record, record_w) = pipe()?;
+        let (stdout, stdout_w) = pipe()?;
+        let (stderr, stderr_w) = pipe()?;
+        let (libtest, libtest_w) = match libtest {
+            true => {
+                let (read, write) = pipe()?;
+                (Some(read), Some(write))
+            }
+            false => (None, None),
+        };
+        let streams = Streams {
+            record,
+            stdout,
+            stderr,
+            libtest,
+        };
+        let ends = ChildEnds {
+            body: [record_w, stdout_w, stderr_w],
+            libtest: libtest_w,
+        };
+        Ok((ChildRun { streams }, ends))
+    }
+
+    /// Reads the pipes until the outcome (see [`Streams::pump`]); at the
+    /// timeout, the test fails naming what was `stopped`.
+    pub(crate) fn wait(
+        self,
+        child: &mut Child,
+        timeout: Option<Duration>,
+        stopped: Stopped,
+    ) -> Result<Ran, Error> {
+        Ok(match self.streams.pump(child, timeout)? {
+            Pumped::TimedOut { after } => {
+                Ran::TimedOut(Outcome::Runtime(Error::TimedOut { after, stopped }))
+            }
+            Pumped::Finished {
+                record,
+                libtest_output,
+            } => Ran::Finished {
+                record,
+                libtest_output,
+            },
+        })
+    }
+}
+
+/// The parent's ends of the pipes of one test.
+struct Streams {
+    record: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    /// What a process-mode child's own libtest prints.
+    libtest: Option<OwnedFd>,
 }
 
 /// Which pipe a byte came from.
@@ -278,7 +357,7 @@ enum Stream {
 }
 
 /// What [`Streams::pump`] saw.
-pub(crate) enum Pumped {
+enum Pumped {
     /// The pipes were closed, or the child exited and they were drained.
     Finished {
         record: Vec<u8>,
@@ -292,11 +371,7 @@ impl Streams {
     /// Reads the pipes until they are closed, or until `child` has exited
     /// and they are drained, forwarding the body's output through `print!`
     /// and `eprint!`. Kills the child when `timeout` passes.
-    pub(crate) fn pump(
-        self,
-        child: &mut Child,
-        timeout: Option<Duration>,
-    ) -> Result<Pumped, Error> {
+    fn pump(self, child: &mut Child, timeout: Option<Duration>) -> Result<Pumped, Error> {
         // The child keeps the timeout itself and reports it with the test's
         // network as it is then; this deadline, a little later, is for a
         // child that cannot.

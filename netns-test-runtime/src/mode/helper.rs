@@ -31,7 +31,7 @@ use nix::sys::socket::{
 use nix::unistd::getpid;
 
 use crate::error::{Error, Stopped};
-use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
+use crate::mode::child::{self, BodyStreams, ChildRun, Ran, spawn_child, stdin_copy};
 use crate::mode::reaper;
 use crate::mode::runner::{BodyThread, Io, run_on_named_thread};
 use crate::mode::wire::{HELPER_MARKER, HelperMarker, HelperRequest, outcome_frame, started_frame};
@@ -93,11 +93,10 @@ fn run_once(test: &'static Test, plan: Plan) -> Result<Option<Outcome>, Error> {
         path: test.path.to_owned(),
         plan,
     };
-    let (record_r, record_w) = pipe()?;
-    let (stdout_r, stdout_w) = pipe()?;
-    let (stderr_r, stderr_w) = pipe()?;
+    let (run, ends) = ChildRun::open(false)?;
     let stdin = stdin_copy()?;
-    let fds = [&record_w, &stdout_w, &stderr_w, &stdin].map(AsRawFd::as_raw_fd);
+    let [record_w, stdout_w, stderr_w] = &ends.body;
+    let fds = [record_w, stdout_w, stderr_w, &stdin].map(AsRawFd::as_raw_fd);
     let sent = sendmsg::<()>(
         helper.socket.as_raw_fd(),
         &[IoSlice::new(request.encode().as_bytes())],
@@ -105,7 +104,7 @@ fn run_once(test: &'static Test, plan: Plan) -> Result<Option<Outcome>, Error> {
         MsgFlags::MSG_NOSIGNAL,
         None,
     );
-    drop((record_w, stdout_w, stderr_w, stdin));
+    drop((ends, stdin));
     match sent {
         Ok(_) => {}
         Err(Errno::EPIPE | Errno::ECONNRESET) => return Ok(None),
@@ -116,20 +115,9 @@ fn run_once(test: &'static Test, plan: Plan) -> Result<Option<Outcome>, Error> {
             });
         }
     }
-    let streams = Streams {
-        record: record_r,
-        stdout: stdout_r,
-        stderr: stderr_r,
-        libtest: None,
-    };
-    let record = match streams.pump(&mut helper.child, plan.timeout)? {
-        Pumped::TimedOut { after } => {
-            return Ok(Some(Outcome::Runtime(Error::TimedOut {
-                after,
-                stopped: Stopped::Helper,
-            })));
-        }
-        Pumped::Finished { record, .. } => record,
+    let record = match run.wait(&mut helper.child, plan.timeout, Stopped::Helper)? {
+        Ran::TimedOut(outcome) => return Ok(Some(outcome)),
+        Ran::Finished { record, .. } => record,
     };
     let decoded = crate::mode::wire::Record::decode(&record);
     // A helper whose body timed out still runs it: it is not reused.

@@ -4,13 +4,13 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 
 use nix::unistd::getpid;
 
 use crate::error::{Error, Stopped};
-use crate::mode::child::{self, BodyStreams, Pumped, Streams, pipe, spawn_child, stdin_copy};
+use crate::mode::child::{self, BodyStreams, ChildEnds, ChildRun, Ran, spawn_child, stdin_copy};
 use crate::mode::runner::{Io, run_on_named_thread};
 use crate::mode::wire::{CHILD_MARKER, ChildMarker, outcome_frame, started_frame};
 use crate::netns::NsKey;
@@ -31,39 +31,27 @@ pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
 
 fn spawn_and_wait(name: &str, index: usize, plan: Plan) -> Result<Outcome, Error> {
     let harness_ns = NsKey::of_this_thread()?;
-    let (record_r, record_w) = pipe()?;
-    let (stdout_r, stdout_w) = pipe()?;
-    let (stderr_r, stderr_w) = pipe()?;
-    let (libtest_r, libtest_w) = pipe()?;
+    let (run, ends) = ChildRun::open(true)?;
     let marker = ChildMarker {
         parent: getpid().as_raw(),
         index,
-        fds: [&record_w, &stdout_w, &stderr_w].map(std::os::fd::AsRawFd::as_raw_fd),
+        fds: ends.body.each_ref().map(AsRawFd::as_raw_fd),
         harness_ns,
         name: name.to_owned(),
         plan,
     };
+    let ChildEnds { body, libtest } = ends;
     let mut child = spawn_child(
         name,
         (CHILD_MARKER, marker.encode()),
-        &[&record_w, &stdout_w, &stderr_w],
+        &body.each_ref(),
         Stdio::inherit(),
-        Some(libtest_w),
+        libtest,
     )?;
-    // Only the child may hold the write ends, so that the reads end.
-    drop((record_w, stdout_w, stderr_w));
-    let streams = Streams {
-        record: record_r,
-        stdout: stdout_r,
-        stderr: stderr_r,
-        libtest: Some(libtest_r),
-    };
-    match streams.pump(&mut child, plan.timeout)? {
-        Pumped::TimedOut { after } => Ok(Outcome::Runtime(Error::TimedOut {
-            after,
-            stopped: Stopped::Process,
-        })),
-        Pumped::Finished {
+    drop(body);
+    match run.wait(&mut child, plan.timeout, Stopped::Process)? {
+        Ran::TimedOut(outcome) => Ok(outcome),
+        Ran::Finished {
             record,
             libtest_output,
         } => {
