@@ -210,7 +210,6 @@ mod plan;
 mod procfs;
 mod run;
 mod sandbox;
-mod sysctl;
 mod test;
 mod topology;
 mod userns;

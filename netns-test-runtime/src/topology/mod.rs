@@ -6,12 +6,15 @@
 //! and a netlink socket acts on the namespace of the thread that opened it.
 //!
 //! One file per object, as rtnetlink lays itself out: [`types`] (what the
-//! operations take and give), [`link`], [`address`] and [`route`]; this
-//! file holds the rtnetlink base every operation uses.
+//! operations take and give), [`link`] (reading links and their state),
+//! [`make`] (making and deleting them), [`address`], [`route`] and
+//! [`sysctl`]; this file holds the rtnetlink base every operation uses.
 
 mod address;
 mod link;
+mod make;
 mod route;
+mod sysctl;
 mod types;
 
 pub use types::{IpPrefix, Link, OperState, Via};
