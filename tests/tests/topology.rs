@@ -226,6 +226,47 @@ fn errors_name_the_operation_the_object_and_the_errno(a: &NetNs) {
     );
 }
 
+/// `?` works in `io::Result` code, and each error keeps its message under
+/// the kind that fits it.
+#[netns_test]
+fn errors_convert_into_io_errors_of_the_right_kind(a: &NetNs) -> std::io::Result<()> {
+    use std::io::ErrorKind;
+    let b = NetNs::new()?;
+    a.add_veth("a0", &b, "b0")?;
+    let kinds = [
+        (a.add_veth("a0", &b, "b0"), ErrorKind::AlreadyExists),
+        (a.set_link_up("nope0"), ErrorKind::NotFound),
+        (a.delete_link("nope0"), ErrorKind::NotFound),
+        (
+            a.delete_address("a0", prefix("10.9.9.9/24")),
+            ErrorKind::NotFound,
+        ),
+        (
+            a.delete_route(prefix("10.5.0.0/16"), Via::Device("a0")),
+            ErrorKind::NotFound,
+        ),
+        (a.set_mtu("a0", 10), ErrorKind::InvalidInput),
+        (
+            a.sysctl("kernel.hostname").map(drop),
+            ErrorKind::InvalidInput,
+        ),
+        (
+            a.sysctl("net.ipv4.no_such_sysctl").map(drop),
+            ErrorKind::NotFound,
+        ),
+    ];
+    for (result, kind) in kinds {
+        let error = result.expect_err("the call fails");
+        let message = error.to_string();
+        let converted = std::io::Error::from(error);
+        assert_eq!(converted.kind(), kind, "{message}");
+        assert_eq!(converted.to_string(), message);
+        let inner = converted.get_ref().expect("the error inside");
+        assert!(inner.is::<Error>(), "{inner:?}");
+    }
+    Ok(())
+}
+
 #[netns_test]
 fn sysctls_belong_to_the_namespace(ns: &NetNs) {
     let other = NetNs::new().unwrap();
