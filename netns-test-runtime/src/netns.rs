@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::panic;
 use std::path::Path;
-use std::sync::{OnceLock, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 
 use nix::errno::Errno;
@@ -188,13 +188,28 @@ pub(crate) fn watch_new_namespaces(watcher: fn(&NetNs, NsKey)) {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct NetNs {
     fd: OwnedFd,
     pub(crate) id: NsId,
+    /// What reports and captures call it ([`NetNs::named`]).
+    name: Option<Arc<str>>,
     /// The rtnetlink socket of the topology operations, opened inside.
     pub(crate) rtnl: LazyRtnl,
 }
+
+impl std::fmt::Debug for NetNs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("NetNs");
+        if let Some(name) = &self.name {
+            debug.field("name", name);
+        }
+        debug.field("inode", &self.id.ino).finish()
+    }
+}
+
+/// The longest name [`NetNs::named`] takes: with an interface's name after
+/// it, it still reads as one word in a report or a capture.
+const NAME_MAX: usize = 32;
 
 impl NetNs {
     /// The network namespace of the calling thread.
@@ -226,6 +241,7 @@ impl NetNs {
                 dev: metadata.dev(),
                 ino: metadata.ino(),
             },
+            name: None,
             rtnl: LazyRtnl::default(),
         })
     }
@@ -255,6 +271,7 @@ impl NetNs {
         Ok(NetNs {
             fd: self.fd.try_clone()?,
             id: self.id,
+            name: self.name.clone(),
             rtnl: LazyRtnl::default(),
         })
     }
@@ -275,7 +292,60 @@ impl NetNs {
     /// [`Error::Unshare`] without CAP_SYS_ADMIN; [`Error::Netlink`] when `lo`
     /// cannot be brought up.
     pub fn new() -> Result<NetNs, Error> {
-        let (ns, key) = thread::Builder::new()
+        Self::make(None)
+    }
+
+    /// Creates a fresh network namespace with `lo` up, as [`NetNs::new`]
+    /// does, that failure reports, packet captures (`router/eth0`) and
+    /// `Debug` call by `name`. A test's own namespace is called `test`;
+    /// the namespaces it makes with [`NetNs::new`] are `ns2`, `ns3`, in
+    /// order.
+    ///
+    /// A name is 1 to 32 ASCII letters, digits, `-`, `_` and `.`; it is
+    /// only a label, so two namespaces may share one, though a report is
+    /// clearer when they do not.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::NetNs;
+    ///
+    /// let router = NetNs::named("router")?;
+    /// assert_eq!(router.name(), Some("router"));
+    /// assert!(format!("{router:?}").contains("router"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadName`] for a name outside those rules; otherwise as
+    /// [`NetNs::new`].
+    pub fn named(name: &str) -> Result<NetNs, Error> {
+        let bad = |reason| Error::BadName {
+            name: name.to_owned(),
+            reason,
+        };
+        if name.is_empty() || name.len() > NAME_MAX {
+            return Err(bad("it must be 1 to 32 characters long"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if !name.chars().all(allowed) {
+            return Err(bad(
+                "it may hold only ASCII letters, digits, `-`, `_` and `.`",
+            ));
+        }
+        Self::make(Some(name.into()))
+    }
+
+    /// What reports, captures and `Debug` call this namespace, where it was
+    /// made by [`NetNs::named`].
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn make(name: Option<Arc<str>>) -> Result<NetNs, Error> {
+        let (mut ns, key) = thread::Builder::new()
             .name("netns-test-new".into())
             .spawn(|| {
                 let rtnl = unshare_fresh()?;
@@ -287,6 +357,7 @@ impl NetNs {
             })?
             .join()
             .unwrap_or_else(|payload| panic::resume_unwind(payload))?;
+        ns.name = name;
         if let Some(watcher) = WATCHER.get() {
             watcher(&ns, key);
         }
@@ -356,6 +427,7 @@ impl NetNs {
         let ns = NetNs {
             fd,
             id: self.id,
+            name: None,
             rtnl: LazyRtnl::default(),
         };
         let (entered, outcome) = mpsc::sync_channel(1);

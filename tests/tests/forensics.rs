@@ -69,6 +69,34 @@ mod fixture {
         (listener, client, server, sender, receiver, peer)
     }
 
+    /// Sends `OVER_VETH` to a namespace named `router`, and fails.
+    #[netns_test]
+    #[ignore]
+    fn fails_beside_a_named_router(ns: &NetNs) {
+        let router = NetNs::named("router").expect("a named namespace");
+        ns.add_veth("a0", &router, "r0").expect("veth");
+        ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
+            .unwrap();
+        router
+            .add_address("r0", "10.9.0.2/24".parse().unwrap())
+            .unwrap();
+        ns.set_link_up("a0").unwrap();
+        router.set_link_up("r0").unwrap();
+        let receiver = router
+            .run(|| UdpSocket::bind("10.9.0.2:9999"))
+            .unwrap()
+            .expect("bind in the router");
+        let sender = UdpSocket::bind("0.0.0.0:5353").expect("bind 5353");
+        sender
+            .send_to(OVER_VETH, "10.9.0.2:9999")
+            .expect("send over the veth");
+        let mut buffer = [0; 64];
+        receiver
+            .recv_from(&mut buffer)
+            .expect("receive in the router");
+        panic!("the test fails here");
+    }
+
     #[netns_test]
     #[ignore]
     fn panics_with_sockets_open(ns: &NetNs) {
@@ -342,6 +370,33 @@ fn a_failed_tests_capture_holds_what_crossed_lo_and_the_veth() {
         assert!(holds(&packets("test/a0"), OVER_VETH), "{mode}: test/a0");
         assert!(holds(&packets("ns2/b0"), OVER_VETH), "{mode}: ns2/b0");
         assert_eq!(files_under(&dir), [path], "{mode}: only the kept file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A namespace made by `NetNs::named` is called by its name in the report
+/// and in the capture, in every mode.
+#[test]
+fn a_named_namespace_is_called_by_its_name() {
+    for mode in MODES {
+        let dir = capture_dir("named", mode);
+        let report = run_capturing("fails_beside_a_named_router", mode, Some("failed"), &dir);
+        let output = report.failure_output("fixture::fails_beside_a_named_router");
+        assert_shows(
+            mode,
+            output,
+            &[
+                "  router: made by NetNs::named",
+                "r0         UP         mtu 1500 10.9.0.2/24",
+                "udp UNCONN     10.9.0.2:9999",
+            ],
+        );
+        assert!(!output.contains("ns2"), "{mode}: {output}");
+        let interfaces = read_capture(&reported_capture(output));
+        assert!(
+            interface_holds(&interfaces, "router/r0", OVER_VETH),
+            "{mode}: {interfaces:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

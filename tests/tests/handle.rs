@@ -13,6 +13,46 @@ fn the_handle_is_the_body_namespace(ns: NetNs) {
     assert_fresh_namespace();
 }
 
+/// A named namespace is a fresh one, called by its name in `Debug`; a name
+/// outside the rules is refused, saying why.
+#[netns_test]
+fn named_makes_a_fresh_namespace_called_by_its_name() {
+    let here = netns_inode();
+    let router = NetNs::named("router").expect("a named namespace");
+    assert_eq!(netns_inode(), here);
+    assert_ne!(router.inode(), here);
+    assert_eq!(router.name(), Some("router"));
+    assert_eq!(
+        format!("{router:?}"),
+        format!("NetNs {{ name: \"router\", inode: {} }}", router.inode())
+    );
+    assert_eq!(
+        router.run(interfaces).expect("run in it"),
+        ["lo"],
+        "a fresh namespace"
+    );
+    assert_eq!(NetNs::new().expect("a namespace").name(), None);
+    for bad in [
+        "",
+        "a/b",
+        "two words",
+        "x".repeat(33).as_str(),
+        "r\u{e9}seau",
+    ] {
+        let refused = NetNs::named(bad).expect_err("a bad name");
+        assert!(
+            matches!(refused, Error::BadName { .. }),
+            "{bad:?}: {refused}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains("cannot name a network namespace"),
+            "{refused}"
+        );
+    }
+}
+
 #[netns_test]
 fn new_makes_a_fresh_namespace_without_moving_the_caller() {
     let here = netns_inode();

@@ -160,7 +160,10 @@ impl Evidence {
         let own = NetNs::of_socket(&self.own);
         let made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
         let made = made.iter().enumerate().map(|(i, ns)| {
-            let label = format!("ns{}: made by NetNs::new", i + 2);
+            let label = match ns.name() {
+                Some(name) => format!("{name}: made by NetNs::named"),
+                None => format!("ns{}: made by NetNs::new", i + 2),
+            };
             (
                 label,
                 ns.try_clone().map_err(|source| Error::Duplicate {
@@ -403,7 +406,10 @@ impl Evidence {
                     .push(slot);
             }
             made.push(kept);
-            format!("ns{}", made.len() + 1)
+            match ns.name() {
+                Some(name) => name.to_owned(),
+                None => format!("ns{}", made.len() + 1),
+            }
         };
         self.keys
             .lock()
