@@ -32,24 +32,16 @@ mod fixture {
         NetNs,
     );
 
-    /// Sends `OVER_LO` over a TCP connection on `lo`, and `OVER_VETH` over a
-    /// veth pair to a second namespace, where it is received.
-    fn traffic(ns: &NetNs) -> Held {
-        let listener = TcpListener::bind("127.0.0.1:7878").expect("bind 7878");
-        let mut client = TcpStream::connect("127.0.0.1:7878").expect("connect");
-        client.write_all(OVER_LO).expect("send over lo");
-        let (mut server, _) = listener.accept().expect("accept");
-        let mut received = vec![0; OVER_LO.len()];
-        server.read_exact(&mut received).expect("receive over lo");
-
-        let peer = NetNs::new().expect("a second namespace");
-        ns.add_veth("a0", &peer, "b0").expect("veth");
+    /// Sends `OVER_VETH` over a veth pair from `ns` (`a0`) to `peer`
+    /// (`peer_link`), where it is received: the sender and the receiver.
+    fn over_veth(ns: &NetNs, peer: &NetNs, peer_link: &str) -> (UdpSocket, UdpSocket) {
+        ns.add_veth("a0", peer, peer_link).expect("veth");
         ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
             .unwrap();
-        peer.add_address("b0", "10.9.0.2/24".parse().unwrap())
+        peer.add_address(peer_link, "10.9.0.2/24".parse().unwrap())
             .unwrap();
         ns.set_link_up("a0").unwrap();
-        peer.set_link_up("b0").unwrap();
+        peer.set_link_up(peer_link).unwrap();
         let receiver = peer
             .run(|| UdpSocket::bind("10.9.0.2:9999"))
             .unwrap()
@@ -66,6 +58,21 @@ mod fixture {
             .recv_from(&mut buffer)
             .expect("receive over the veth");
         assert_eq!(&buffer[..length], OVER_VETH);
+        (sender, receiver)
+    }
+
+    /// Sends `OVER_LO` over a TCP connection on `lo`, and `OVER_VETH` over a
+    /// veth pair to a second namespace, where it is received.
+    fn traffic(ns: &NetNs) -> Held {
+        let listener = TcpListener::bind("127.0.0.1:7878").expect("bind 7878");
+        let mut client = TcpStream::connect("127.0.0.1:7878").expect("connect");
+        client.write_all(OVER_LO).expect("send over lo");
+        let (mut server, _) = listener.accept().expect("accept");
+        let mut received = vec![0; OVER_LO.len()];
+        server.read_exact(&mut received).expect("receive over lo");
+
+        let peer = NetNs::new().expect("a second namespace");
+        let (sender, receiver) = over_veth(ns, &peer, "b0");
         (listener, client, server, sender, receiver, peer)
     }
 
@@ -74,26 +81,7 @@ mod fixture {
     #[ignore]
     fn fails_beside_a_named_router(ns: &NetNs) {
         let router = NetNs::named("router").expect("a named namespace");
-        ns.add_veth("a0", &router, "r0").expect("veth");
-        ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
-            .unwrap();
-        router
-            .add_address("r0", "10.9.0.2/24".parse().unwrap())
-            .unwrap();
-        ns.set_link_up("a0").unwrap();
-        router.set_link_up("r0").unwrap();
-        let receiver = router
-            .run(|| UdpSocket::bind("10.9.0.2:9999"))
-            .unwrap()
-            .expect("bind in the router");
-        let sender = UdpSocket::bind("0.0.0.0:5353").expect("bind 5353");
-        sender
-            .send_to(OVER_VETH, "10.9.0.2:9999")
-            .expect("send over the veth");
-        let mut buffer = [0; 64];
-        receiver
-            .recv_from(&mut buffer)
-            .expect("receive in the router");
+        let _held = over_veth(ns, &router, "r0");
         panic!("the test fails here");
     }
 
