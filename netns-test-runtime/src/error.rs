@@ -289,6 +289,34 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A MAC address that is not six two-digit hexadecimal octets.
+    #[error(
+        "`{text}` is not a MAC address; write six two-digit hexadecimal octets, e.g. `02:00:0a:00:00:01`"
+    )]
+    BadMac {
+        /// The text given.
+        text: String,
+    },
+    /// No socket served a port in time ([`NetNs::wait_for_listener`](crate::NetNs::wait_for_listener)).
+    #[error(
+        "no {protocol} socket served port {port} in {namespace} after {waited:?}; did the server start, and bind that port in this namespace (not in the test's own, or the host's)? {}",
+        match sockets.is_empty() {
+            true => "it has no TCP or UDP socket".to_owned(),
+            false => format!("its sockets: {}", sockets.join("; ")),
+        }
+    )]
+    NoListener {
+        /// TCP or UDP.
+        protocol: crate::Protocol,
+        /// The port.
+        port: u16,
+        /// The namespace, as `Debug` shows it.
+        namespace: String,
+        /// How long it waited.
+        waited: Duration,
+        /// The sockets it had, as `ss` shows them.
+        sockets: Vec<String>,
+    },
     /// A sysctl name outside `net.*`, or one that is not a plain dotted name.
     #[error(
         "`{name}` is not a network sysctl: NetNs reads and writes only `net.*` names, such as `net.ipv4.ip_forward`"
@@ -355,11 +383,14 @@ impl Error {
                 CaptureDirProblem::Io { source, .. } => errno_kind(*source),
                 _ => Kind::PermissionDenied,
             },
-            Error::TimedOut { .. } | Error::NotReady { .. } => Kind::TimedOut,
+            Error::TimedOut { .. } | Error::NotReady { .. } | Error::NoListener { .. } => {
+                Kind::TimedOut
+            }
             Error::MissingDriver { .. } | Error::Unavailable(_) => Kind::Unsupported,
             Error::BadEnv { .. }
             | Error::BadPrefix { .. }
             | Error::BadName { .. }
+            | Error::BadMac { .. }
             | Error::BadSysctl { .. } => Kind::InvalidInput,
             Error::Malformed { .. } => Kind::InvalidData,
             Error::AsyncRuntimePanicked { .. } => Kind::OutOfMemory,

@@ -229,4 +229,7 @@ pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.
 pub use nix::errno::Errno;
 pub use test::TestResult;
-pub use topology::{IpPrefix, Link, OperState, Via};
+pub use topology::{
+    IpPrefix, Link, MacAddr, Neighbour, NeighbourState, OperState, Protocol, Route, Socket,
+    SocketState, Via,
+};

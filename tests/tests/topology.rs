@@ -312,3 +312,191 @@ fn ipv6_addresses_are_usable_at_once(a: &NetNs) {
     let tentative = std::net::UdpSocket::bind("[fd00:6::2]:0").expect_err("tentative");
     assert_eq!(tentative.kind(), std::io::ErrorKind::AddrNotAvailable);
 }
+
+/// Routes, neighbours and MAC addresses, typed, as `ip` shows them.
+#[netns_test]
+fn routes_neighbours_and_macs_are_typed(a: &NetNs) {
+    use netns_test_runtime::NeighbourState;
+    let b = NetNs::named("b").unwrap();
+    a.add_veth("a0", &b, "b0").unwrap();
+    a.add_address("a0", prefix("10.0.0.1/24")).unwrap();
+    b.add_address("b0", prefix("10.0.0.2/24")).unwrap();
+    a.set_link_up("a0").unwrap();
+    b.set_link_up("b0").unwrap();
+    a.add_default_route(addr("10.0.0.2")).unwrap();
+    a.add_route(prefix("10.7.0.0/16"), Via::Device("a0"))
+        .unwrap();
+
+    let routes = a.routes().unwrap();
+    let shown: Vec<String> = routes
+        .iter()
+        .filter(|route| route.destination.address().is_ipv4())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "default via 10.0.0.2 dev a0",
+            "10.0.0.0/24 dev a0 src 10.0.0.1",
+            "10.7.0.0/16 dev a0",
+        ],
+        "{routes:?}"
+    );
+    let connected = routes
+        .iter()
+        .find(|route| route.destination == prefix("10.0.0.0/24"))
+        .unwrap();
+    assert!(connected.by_kernel && !connected.is_default());
+    assert!(
+        routes
+            .iter()
+            .any(|route| route.is_default() && !route.by_kernel)
+    );
+
+    let b0 = b.link("b0").unwrap().mac.expect("a veth has a MAC address");
+    assert_ne!(b0, a.link("a0").unwrap().mac.unwrap());
+    assert_eq!(
+        a.link("lo").unwrap().mac.map(|mac| mac.octets()),
+        Some([0; 6])
+    );
+    assert!(a.neighbours().unwrap().is_empty(), "nothing resolved yet");
+    let socket = std::net::UdpSocket::bind("10.0.0.1:0").unwrap();
+    socket.send_to(b"hello", "10.0.0.2:9").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let neighbour = loop {
+        let found = a
+            .neighbours()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.mac.is_some());
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "10.0.0.2 never resolved"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(
+        (neighbour.address, neighbour.device.as_str(), neighbour.mac),
+        (addr("10.0.0.2"), "a0", Some(b0))
+    );
+    assert!(
+        matches!(
+            neighbour.state,
+            NeighbourState::Reachable | NeighbourState::Stale | NeighbourState::Delay
+        ),
+        "{neighbour}"
+    );
+    assert_eq!(
+        neighbour.to_string(),
+        format!("10.0.0.2 dev a0 lladdr {b0} {}", neighbour.state)
+    );
+}
+
+/// The sockets of a namespace, whoever holds them; none of another's.
+#[netns_test]
+fn sockets_are_listed_per_namespace(a: &NetNs) {
+    use netns_test_runtime::{Protocol, SocketState};
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    let b = NetNs::new().unwrap();
+    let (listener, client, udp) = b
+        .run(|| {
+            let listener = TcpListener::bind("127.0.0.1:7000").unwrap();
+            let client = TcpStream::connect("127.0.0.1:7000").unwrap();
+            (listener, client, UdpSocket::bind("[::]:5353").unwrap())
+        })
+        .unwrap();
+    let _server = listener.accept().unwrap();
+    let sockets = b.sockets().unwrap();
+    let states = |protocol, port| -> Vec<SocketState> {
+        sockets
+            .iter()
+            .filter(|socket| socket.protocol == protocol && socket.local.port() == port)
+            .map(|socket| socket.state)
+            .collect()
+    };
+    assert_eq!(
+        states(Protocol::Tcp, 7000),
+        [SocketState::Listen, SocketState::Established],
+        "{sockets:?}"
+    );
+    assert_eq!(states(Protocol::Udp, 5353), [SocketState::Unconnected]);
+    let connected = sockets
+        .iter()
+        .find(|socket| socket.local == client.local_addr().unwrap())
+        .expect("the client's socket");
+    assert_eq!(connected.remote, Some(listener.local_addr().unwrap()));
+    assert!(sockets.iter().any(|s| s.serves(Protocol::Udp, 5353)));
+    assert!(!sockets.iter().any(|s| s.serves(Protocol::Tcp, 5353)));
+    assert!(a.sockets().unwrap().is_empty(), "{:?}", a.sockets());
+    drop(udp);
+}
+
+/// A test waits for a server it started, a thread or a program, in another
+/// namespace; a wait that ends without one names what was there.
+#[netns_test]
+fn wait_for_listener_waits_for_a_server(a: &NetNs) {
+    use netns_test_runtime::Protocol;
+    use std::time::{Duration, Instant};
+    let b = NetNs::new().unwrap();
+    let late = b
+        .spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            let listener = std::net::TcpListener::bind("0.0.0.0:8080").unwrap();
+            listener.accept().map(drop)
+        })
+        .unwrap();
+    let start = Instant::now();
+    let found = b
+        .wait_for_listener(Protocol::Tcp, 8080, Duration::from_secs(20))
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(found.local, "0.0.0.0:8080".parse().unwrap());
+    b.run(|| std::net::TcpStream::connect("127.0.0.1:8080"))
+        .unwrap()
+        .expect("connect to the server found");
+    late.join().unwrap().unwrap();
+
+    let mut program = b
+        .run(|| {
+            std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import socket,time\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.bind(('::',5300))\ntime.sleep(60)",
+                ])
+                .spawn()
+        })
+        .unwrap()
+        .expect("start python3");
+    let found = b.wait_for_listener(Protocol::Udp, 5300, Duration::from_secs(20));
+    let _ = program.kill();
+    let _ = program.wait();
+    assert_eq!(found.unwrap().local.port(), 5300);
+
+    let _other = a
+        .run(|| std::net::TcpListener::bind("127.0.0.1:9000"))
+        .unwrap();
+    let _udp = b
+        .run(|| std::net::UdpSocket::bind("127.0.0.1:9000"))
+        .unwrap();
+    let missing = b
+        .wait_for_listener(Protocol::Tcp, 9000, Duration::from_millis(50))
+        .unwrap_err();
+    assert!(matches!(missing, Error::NoListener { .. }), "{missing}");
+    let message = missing.to_string();
+    assert!(
+        message.starts_with("no tcp socket served port 9000 in NetNs { inode: "),
+        "{message}"
+    );
+    assert!(message.contains("its sockets: "), "{message}");
+    assert!(
+        message.contains("udp UNCONN     127.0.0.1:9000"),
+        "{message}"
+    );
+    assert_eq!(
+        std::io::Error::from(missing).kind(),
+        std::io::ErrorKind::TimedOut
+    );
+}

@@ -12,13 +12,13 @@ use std::os::fd::RawFd;
 use nix::libc;
 use nix::sys::socket::{SockaddrStorage, getpeername, getsockname};
 
-use super::state::SocketEntry;
 use crate::netlink::SO_NETNS_COOKIE;
+use crate::topology::{Protocol, Socket, SocketState};
 
 /// The TCP and UDP sockets this process holds in the namespaces whose
 /// cookies (`SO_NETNS_COOKIE`) are `namespaces`, each with the index of its
 /// namespace there.
-pub(crate) fn held_sockets(namespaces: &[u64]) -> Vec<(usize, SocketEntry)> {
+pub(crate) fn held_sockets(namespaces: &[u64]) -> Vec<(usize, Socket)> {
     let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
@@ -34,10 +34,10 @@ pub(crate) fn held_sockets(namespaces: &[u64]) -> Vec<(usize, SocketEntry)> {
 }
 
 /// The socket `fd` as the report shows it, if it is a TCP or UDP one.
-fn entry_of(fd: RawFd) -> Option<SocketEntry> {
+fn entry_of(fd: RawFd) -> Option<Socket> {
     let protocol = match option::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)? {
-        libc::IPPROTO_TCP => "tcp",
-        libc::IPPROTO_UDP => "udp",
+        libc::IPPROTO_TCP => Protocol::Tcp,
+        libc::IPPROTO_UDP => Protocol::Udp,
         _ => return None,
     };
     let address = |storage: SockaddrStorage| -> Option<SocketAddr> {
@@ -50,7 +50,7 @@ fn entry_of(fd: RawFd) -> Option<SocketEntry> {
     let local = address(getsockname::<SockaddrStorage>(fd).ok()?)?;
     let remote = getpeername::<SockaddrStorage>(fd).ok().and_then(address);
     let (state, queues) = match protocol {
-        "tcp" => {
+        Protocol::Tcp => {
             let info = option::<libc::tcp_info>(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
             // As `ss` shows a listener: its accept queue and its backlog.
             let queues = match info.tcpi_state {
@@ -63,9 +63,9 @@ fn entry_of(fd: RawFd) -> Option<SocketEntry> {
         // says of a UDP socket.
         _ => (if remote.is_some() { 1 } else { 7 }, queues(fd)),
     };
-    Some(SocketEntry {
+    Some(Socket {
         protocol,
-        state,
+        state: SocketState::of(protocol, state),
         local,
         remote,
         recv_queue: queues.0,
@@ -122,13 +122,19 @@ mod tests {
                 .unwrap_or_else(|| panic!("{address} is not in {held:?}"))
                 .clone()
         };
-        let (index, listening) = find(listener.local_addr().unwrap(), "tcp");
-        assert_eq!((index, listening.state, listening.remote), (1, 10, None));
-        let (_, connected) = find(client.local_addr().unwrap(), "tcp");
-        assert_eq!(connected.state, 1);
+        let (index, listening) = find(listener.local_addr().unwrap(), Protocol::Tcp);
+        assert_eq!(
+            (index, listening.state, listening.remote),
+            (1, SocketState::Listen, None)
+        );
+        let (_, connected) = find(client.local_addr().unwrap(), Protocol::Tcp);
+        assert_eq!(connected.state, SocketState::Established);
         assert_eq!(connected.remote, Some(listener.local_addr().unwrap()));
-        let (_, unconnected) = find(udp.local_addr().unwrap(), "udp");
-        assert_eq!((unconnected.state, unconnected.remote), (7, None));
+        let (_, unconnected) = find(udp.local_addr().unwrap(), Protocol::Udp);
+        assert_eq!(
+            (unconnected.state, unconnected.remote),
+            (SocketState::Unconnected, None)
+        );
         assert!(held_sockets(&[here + 1]).is_empty());
     }
 }

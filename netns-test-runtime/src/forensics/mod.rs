@@ -216,7 +216,7 @@ impl Evidence {
             None => self
                 .namespaces()
                 .into_iter()
-                .map(|(_, ns)| state::Taken::Dumped(ns.and_then(|ns| state::sockets(&ns))))
+                .map(|(_, ns)| state::Taken::Dumped(ns.and_then(|ns| ns.sockets_listed())))
                 .collect(),
         };
         *early = Some(EarlySockets { when, sockets });

@@ -11,6 +11,7 @@ use netlink_packet_route::link::{
 use netlink_packet_utils::nla::DefaultNla;
 use nix::errno::Errno;
 
+use super::observed::MacAddr;
 use super::types::{IpPrefix, Link, OperState};
 use crate::error::{Error, NetlinkError};
 use crate::netlink::Request;
@@ -354,10 +355,11 @@ const RTM_NEWLINK: u16 = 16;
 
 /// A link from the raw payload of an `RTM_NEWLINK` that does not decode in
 /// full: its `ifinfomsg` header, then `IFLA_IFNAME` (read lossily),
-/// `IFLA_MTU` and `IFLA_OPERSTATE` from its attributes.
+/// `IFLA_ADDRESS`, `IFLA_MTU` and `IFLA_OPERSTATE` from its attributes.
 fn raw_link(payload: &[u8]) -> Option<Link> {
     /// `struct ifinfomsg`: family, pad, type, index, flags, change.
     const HEADER: usize = 16;
+    const IFLA_ADDRESS: u16 = 1;
     const IFLA_IFNAME: u16 = 3;
     const IFLA_MTU: u16 = 4;
     const IFLA_OPERSTATE: u16 = 16;
@@ -372,6 +374,7 @@ fn raw_link(payload: &[u8]) -> Option<Link> {
         up: LinkFlags::from_bits_retain(flags).contains(LinkFlags::Up),
         state: OperState::Unknown,
         mtu: 0,
+        mac: None,
         addresses: Vec::new(),
     };
     let mut attributes = payload.get(HEADER..)?;
@@ -385,6 +388,7 @@ fn raw_link(payload: &[u8]) -> Option<Link> {
                 link.name = String::from_utf8_lossy(name).into_owned();
             }
             IFLA_MTU => link.mtu = u32_at(value, 0)?,
+            IFLA_ADDRESS => link.mac = MacAddr::from_bytes(value),
             IFLA_OPERSTATE => {
                 link.state = match value.first() {
                     Some(6) => OperState::Up,
@@ -408,12 +412,14 @@ fn link_of(message: LinkMessage) -> Link {
         up: message.header.flags.contains(LinkFlags::Up),
         state: OperState::Unknown,
         mtu: 0,
+        mac: None,
         addresses: Vec::new(),
     };
     for attribute in message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => link.name = name,
             LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+            LinkAttribute::Address(bytes) => link.mac = MacAddr::from_bytes(&bytes),
             LinkAttribute::OperState(state) => {
                 link.state = match state {
                     State::Up => OperState::Up,

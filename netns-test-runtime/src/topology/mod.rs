@@ -7,16 +7,22 @@
 //!
 //! One file per object, as rtnetlink lays itself out: [`types`] (what the
 //! operations take and give), [`link`] (reading links and their state),
-//! [`make`] (making and deleting them), [`address`], [`route`] and
-//! [`sysctl`]; this file holds the rtnetlink base every operation uses.
+//! [`make`] (making and deleting them), [`address`], [`route`],
+//! [`sysctl`], and [`inspect`] (routes, neighbours, sockets, as
+//! [`observed`] types them); this file holds the rtnetlink base every
+//! operation uses.
 
 mod address;
+mod inspect;
 mod link;
 mod make;
+mod observed;
 mod route;
 mod sysctl;
 mod types;
 
+pub(crate) use inspect::{Listed, name_of};
+pub use observed::{MacAddr, Neighbour, NeighbourState, Protocol, Route, Socket, SocketState};
 pub use types::{IpPrefix, Link, OperState, Via};
 
 use std::fmt;

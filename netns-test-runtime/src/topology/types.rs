@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use super::observed::MacAddr;
 use crate::error::Error;
 
 /// An IP address with a prefix length, such as `10.0.0.1/24` or `fd00::1/64`.
@@ -107,6 +108,9 @@ pub struct Link {
     pub state: OperState,
     /// Its MTU.
     pub mtu: u32,
+    /// Its link-layer address, where it has an Ethernet one (`lo`'s is
+    /// all zeros; a tunnel has none).
+    pub mac: Option<MacAddr>,
     /// Its addresses.
     pub addresses: Vec<IpPrefix>,
 }
