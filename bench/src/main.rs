@@ -21,8 +21,9 @@
 //! - the 500 netns tests with packet capture off and on, by wall time and
 //!   by the most descriptors held at once.
 //!
-//! It prints every median and the ratios the README's targets are stated in.
-//! It asserts nothing: the machine is noisy, and the numbers are for people.
+//! It prints every median and the ratios the targets of `docs/speed.md` are
+//! stated in. It asserts nothing: the machine is noisy, and the numbers are
+//! for people.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -531,7 +532,7 @@ fn suite_row(runner: &str, mode: &str, command: impl Fn(&str) -> Command, floor:
     );
 }
 
-/// The machine, as the README's table names it.
+/// The machine, as the tables of `docs/speed.md` name it.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -105,7 +105,7 @@ mod fixture {
         Ok(())
     }
 
-    /// The README's example.
+    /// The example of `docs/writing-tests.md`.
     #[test_case("127.0.0.1:80" ; "v4")]
     #[test_case("[::1]:80" ; "v6")]
     #[netns_test]

@@ -2,8 +2,9 @@
 //!
 //! Each fixture comes twice, as a plain `#[test]` in `fixture::plain` and as a
 //! `#[netns_test]` in `fixture::netns`; the tests below run this binary on
-//! them and compare what libtest reports. Run under each mode (see the README),
-//! this proves the outcomes in thread mode and in process mode alike.
+//! them and compare what libtest reports. Run under each mode (see
+//! `docs/modes.md`), this proves the outcomes in thread mode and in process
+//! mode alike.
 
 use netns_test_tests::run_fixtures;
 
