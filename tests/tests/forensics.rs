@@ -153,7 +153,7 @@ mod fixture {
             .unwrap()
             .flatten()
             .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
-            .filter(|name| name.trim() == "netns-test-capt")
+            .filter(|name| name.trim() == "netns-test-pack")
             .collect();
         panic!(
             "packet sockets: {sockets}; capture threads: {}",

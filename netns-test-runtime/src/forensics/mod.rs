@@ -15,6 +15,7 @@
 mod capture;
 mod capture_files;
 mod held;
+mod pcapng;
 mod state;
 
 use std::cell::Cell;
