@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
+use netns_test_runtime::NetNs;
+
 /// What one run of a test binary reported.
 #[derive(Debug)]
 pub struct Report {
@@ -208,4 +210,18 @@ pub fn interfaces() -> Vec<String> {
 /// nothing but `lo`, unlike any host.
 pub fn assert_fresh_namespace() {
     assert_eq!(interfaces(), ["lo"], "not in a fresh network namespace");
+}
+
+/// A second namespace, joined to `ns` by a veth pair, both ends up: `a0`
+/// (10.9.0.1/24) in `ns`, `b0` (10.9.0.2/24) in the new one.
+pub fn veth_peer(ns: &NetNs) -> NetNs {
+    let peer = NetNs::new().expect("a second namespace");
+    ns.add_veth("a0", &peer, "b0").expect("veth");
+    ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
+        .unwrap();
+    peer.add_address("b0", "10.9.0.2/24".parse().unwrap())
+        .unwrap();
+    ns.set_link_up("a0").unwrap();
+    peer.set_link_up("b0").unwrap();
+    peer
 }

@@ -42,14 +42,7 @@ mod fixture {
         let mut received = vec![0; OVER_LO.len()];
         server.read_exact(&mut received).expect("receive over lo");
 
-        let peer = NetNs::new().expect("a second namespace");
-        ns.add_veth("a0", &peer, "b0").expect("veth");
-        ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
-            .unwrap();
-        peer.add_address("b0", "10.9.0.2/24".parse().unwrap())
-            .unwrap();
-        ns.set_link_up("a0").unwrap();
-        peer.set_link_up("b0").unwrap();
+        let peer = netns_test_tests::veth_peer(ns);
         let receiver = peer
             .run(|| UdpSocket::bind("10.9.0.2:9999"))
             .unwrap()

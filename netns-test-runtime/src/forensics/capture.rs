@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use pcap_file::pcapng::PcapNgWriter;
@@ -239,31 +239,16 @@ impl Client for Captures {
             for source in &test.sources {
                 wait.readable(source.socket.as_fd(), id);
             }
+            if let Some(due) = test.due {
+                wait.by(due);
+            }
         }
     }
 
     fn serve(&mut self, ready: Result<&[u64], Errno>) {
-        let ready = match ready {
-            Ok(ready) => ready,
-            Err(errno) => {
-                // Nothing can be waited for: stop every capture, each of
-                // which reports why when it finishes.
-                for test in self.tests.values_mut() {
-                    test.fail(capture_error("wait for packets", errno));
-                }
-                &[]
-            }
-        };
-        // At most a batch from each socket, then the messages: a flood
-        // on one test's sockets delays no other test's packets, and no
-        // test's finish, by more than one round.
-        let mut ready = ready.to_vec();
-        ready.dedup();
-        for id in ready {
-            if let Some(test) = self.tests.get_mut(&id) {
-                test.drain_some(&mut self.buffer, BATCH);
-            }
-        }
+        // The messages first: a namespace a test made is read from the
+        // same round as the others, before the round's watermark passes
+        // its first packets.
         while let Ok(message) = self.messages.try_recv() {
             match message {
                 Message::Open(id, test) => {
@@ -281,6 +266,34 @@ impl Client for Captures {
                         abandon(*test);
                     }
                 }
+            }
+        }
+        let mut ready = match ready {
+            Ok(ready) => ready.to_vec(),
+            Err(errno) => {
+                // Nothing can be waited for: stop every capture, each of
+                // which reports why when it finishes.
+                for test in self.tests.values_mut() {
+                    test.fail(capture_error("wait for packets", errno));
+                }
+                return;
+            }
+        };
+        // The tests with a readable socket, and those whose held packets
+        // are due; at most a batch from each socket: a flood on one test's
+        // sockets delays no other test's packets, and no test's finish, by
+        // more than one round.
+        let now = Instant::now();
+        let due = self
+            .tests
+            .iter()
+            .filter(|(_, test)| test.due.is_some_and(|due| due <= now));
+        ready.extend(due.map(|(&id, _)| id));
+        ready.sort_unstable();
+        ready.dedup();
+        for id in ready {
+            if let Some(test) = self.tests.get_mut(&id) {
+                test.drain_some(&mut self.buffer, BATCH);
             }
         }
     }

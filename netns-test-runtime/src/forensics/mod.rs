@@ -17,6 +17,7 @@ mod capture_files;
 mod held;
 mod pcapng;
 mod state;
+mod time_order;
 
 use std::cell::Cell;
 use std::fmt::Write;

@@ -1,6 +1,7 @@
 //! One test's pcapng file: its capture sockets, one per namespace, the
-//! interfaces seen on them, and the packets read from them, up to the
-//! test's limit; and what the file holds, in a few words.
+//! interfaces seen on them, and the packets read from them, in time order
+//! across them all (`time_order.rs`), up to the test's limit; and what the
+//! file holds, in a few words.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use nix::errno::Errno;
 use pcap_file::DataLink;
 use pcap_file::pcapng::PcapNgWriter;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -23,6 +24,7 @@ use pcap_file::pcapng::blocks::interface_statistics::{
 };
 
 use super::capture_files::Dir;
+use super::time_order::{Held, SLACK, TimeOrder, watermark};
 use crate::error::Error;
 use crate::fault::{self, Fault};
 use crate::netlink::{Request, Rtnl};
@@ -48,11 +50,19 @@ const ARPHRD_IP: [u16; 5] = [
 
 /// How long finishing a kept capture reads what is still waiting.
 pub(super) const FINISH_DRAIN: Duration = Duration::from_millis(100);
+/// The most bytes of packets a test holds for time order: past it, only
+/// the sockets furthest behind are read, the others' packets waiting in
+/// the kernel until they catch up.
+const HELD_MAX: usize = 4 << 20;
+
 /// One namespace's capture socket, and how to name its interfaces.
 pub(super) struct Source {
     label: String,
     pub(super) socket: Socket,
     rtnl: Rtnl,
+    /// The time before which it has given every packet it will give, but
+    /// for the slack; `None` until it is first read.
+    position: Option<Duration>,
 }
 
 impl Source {
@@ -69,6 +79,7 @@ impl Source {
             label,
             socket,
             rtnl,
+            position: None,
         })
     }
 
@@ -166,6 +177,11 @@ pub(super) struct TestCapture {
     summary: Summary,
     /// Bytes of packet blocks written.
     written: u64,
+    /// Packets read, not yet written.
+    order: TimeOrder,
+    /// When the packet thread is to read the sockets again, so that
+    /// packets held are written though no socket is readable.
+    pub(super) due: Option<Instant>,
     pub(super) dir: &'static Dir,
     pub(super) partial: String,
     /// Why this capture stopped early.
@@ -189,26 +205,34 @@ impl TestCapture {
                 ..Summary::default()
             },
             written: 0,
+            order: TimeOrder::default(),
+            due: None,
             dir,
             partial,
             failed: None,
         }
     }
 
-    /// Writes at most `budget` packets waiting on source `index`; whether
-    /// more may be waiting.
+    /// Reads at most `budget` packets waiting on source `index`, and holds
+    /// them; whether more may be waiting.
     fn drain(&mut self, index: usize, buffer: &mut [u8], budget: usize) -> Result<bool, Error> {
         let slow = fault::injected(Fault::SlowCapture);
+        let started = now();
+        let mut last = None;
         for _ in 0..budget {
             let received = self.sources[index].socket.receive(buffer);
             let frame = match received {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(false),
+                Ok(None) => {
+                    self.sources[index].position = Some(started);
+                    return Ok(false);
+                }
                 Err(errno) => return Err(capture_error("read a captured packet", errno)),
             };
             if slow {
                 thread::sleep(Duration::from_micros(100));
             }
+            last = Some(frame.timestamp);
             // On `lo`, each packet is seen leaving and arriving: keep one,
             // as libpcap does.
             if frame.outgoing && frame.hatype == ARPHRD_LOOPBACK {
@@ -216,30 +240,59 @@ impl TestCapture {
             }
             let interface = self.interface(index, frame.ifindex, frame.hatype)?;
             let captured = frame.length.min(buffer.len());
-            // An enhanced packet block: 32 bytes around the padded data.
-            let size = 32 + (captured as u64).next_multiple_of(4);
-            let counts = &mut self.summary.interfaces[interface as usize];
+            // Past the limit now, past it when its turn comes.
+            if self.written + block_size(captured) > self.summary.limit {
+                self.summary.interfaces[interface as usize].left_out += 1;
+                continue;
+            }
+            self.order.hold(Held {
+                timestamp: frame.timestamp,
+                interface,
+                length: frame.length as u32,
+                data: buffer[..captured].to_vec(),
+            });
+        }
+        let position = &mut self.sources[index].position;
+        *position = last.max(*position);
+        Ok(true)
+    }
+
+    /// Writes the packets held up to `watermark`, in time order, as many
+    /// as the limit takes; counts the others.
+    fn write_held(&mut self, watermark: Duration) -> Result<(), Error> {
+        while let Some(given) = self.order.next(watermark) {
+            let packet = given.packet;
+            let size = block_size(packet.data.len());
+            let counts = &mut self.summary.interfaces[packet.interface as usize];
             if self.written + size > self.summary.limit {
                 counts.left_out += 1;
                 continue;
             }
-            let packet = EnhancedPacketBlock {
-                interface_id: interface,
-                timestamp: frame.timestamp,
-                original_len: frame.length as u32,
-                data: Cow::Borrowed(&buffer[..captured]),
-                options: Vec::new(),
+            let mut options = Vec::new();
+            if given.late {
+                let comment = format!(
+                    "netns-test: read after a later packet was written; the kernel stamped it {:?} earlier",
+                    given.timestamp - packet.timestamp
+                );
+                options.push(EnhancedPacketOption::Comment(Cow::Owned(comment)));
+            }
+            let block = EnhancedPacketBlock {
+                interface_id: packet.interface,
+                timestamp: given.timestamp,
+                original_len: packet.length,
+                data: Cow::Borrowed(&packet.data),
+                options,
             };
             self.output
-                .write_pcapng_block(packet)
+                .write_pcapng_block(block)
                 .map_err(|error| Error::Capture {
                     step: "write a packet to the capture file",
                     source: pcap_error(error),
                 })?;
             self.written += size;
-            self.summary.interfaces[interface as usize].written += 1;
+            counts.written += 1;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The id of the interface block for `ifindex` of source `index`,
@@ -278,25 +331,37 @@ impl TestCapture {
         Ok(id)
     }
 
-    /// Writes at most `budget` packets from each source, and flushes the
-    /// file; whether more may be waiting. A failure stops the capture: its
-    /// sockets are closed, and the finish reports it.
+    /// Reads at most `budget` packets from each source, and writes those
+    /// no source can still give an earlier packet than; flushes the file.
+    /// Returns whether more may be waiting. With [`HELD_MAX`] bytes held,
+    /// reads only the sources furthest behind. A failure stops the
+    /// capture: its sockets are closed, and the finish reports it.
     pub(super) fn drain_some(&mut self, buffer: &mut [u8], budget: usize) -> bool {
         if self.failed.is_some() {
             return false;
         }
+        let full = self.order.bytes() >= HELD_MAX;
+        let behind = self.sources.iter().map(|source| source.position).min();
         let mut more = false;
         let mut drained = (0..self.sources.len()).try_for_each(|index| {
+            if full && Some(self.sources[index].position) > behind {
+                more = true;
+                return Ok(());
+            }
             more |= self.drain(index, buffer, budget)?;
             Ok(())
         });
         if drained.is_ok() {
-            drained = self.flush();
+            let positions = self.sources.iter().filter_map(|source| source.position);
+            drained = self
+                .write_held(watermark(positions))
+                .and_then(|()| self.flush());
         }
         if let Err(error) = drained {
             self.fail(error);
             return false;
         }
+        self.due = (!self.order.is_empty()).then(|| Instant::now() + SLACK);
         more
     }
 
@@ -313,6 +378,7 @@ impl TestCapture {
     /// Stops the capture for `error`.
     pub(super) fn fail(&mut self, error: Error) {
         self.failed = Some(error);
+        self.due = None;
         self.close();
     }
 
@@ -324,8 +390,8 @@ impl TestCapture {
     }
 
     /// Ends the capture on the finishing thread: when it is to be kept,
-    /// reads what is waiting (for at most [`FINISH_DRAIN`]) and writes how
-    /// many packets were left out; closes its sockets.
+    /// reads what is waiting (for at most [`FINISH_DRAIN`]), writes every
+    /// packet held and how many packets were left out; closes its sockets.
     pub(super) fn finish(mut self, keep: bool) -> Result<Summary, Error> {
         if keep && self.failed.is_none() {
             let deadline = Instant::now() + FINISH_DRAIN;
@@ -336,8 +402,14 @@ impl TestCapture {
                 .iter()
                 .map(|source| source.socket.kernel_drops())
                 .sum();
-            if let Err(error) = self.write_left_out().and_then(|()| self.flush()) {
-                self.failed = Some(error);
+            if self.failed.is_none() {
+                let written = self
+                    .write_held(Duration::MAX)
+                    .and_then(|()| self.write_left_out())
+                    .and_then(|()| self.flush());
+                if let Err(error) = written {
+                    self.failed = Some(error);
+                }
             }
         }
         self.close();
@@ -376,6 +448,11 @@ impl TestCapture {
         }
         Ok(())
     }
+}
+
+/// An enhanced packet block's size: 32 bytes around the padded data.
+fn block_size(captured: usize) -> u64 {
+    32 + (captured as u64).next_multiple_of(4)
 }
 
 pub(super) fn capture_error(step: &'static str, errno: Errno) -> Error {

@@ -19,7 +19,9 @@
 //! [`Client`] trait object, added once with [`add`], which hands back a
 //! [`Mailbox`] for its own messages. At every wakeup the thread asks each
 //! client which descriptors to wait on ([`Client::interest`], each with a
-//! token of the client's choosing), polls them all with its wake-up pipe, and calls each client
+//! token of the client's choosing, and a deadline if it wants to be called
+//! by then: the capture holds packets a few milliseconds to write them in
+//! time order), polls them all with its wake-up pipe, and calls each client
 //! with the tokens that are readable ([`Client::serve`]). The client owns
 //! its descriptors and names them afresh each time, so none is polled after
 //! its owner closed it and nothing has to be unregistered; its messages
@@ -38,6 +40,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -57,10 +60,12 @@ const STEP: &str = "reading packets";
 
 /// One kind of work the packet thread does.
 pub(crate) trait Client: Send {
-    /// Names the descriptors to wait on in `wait`.
+    /// Names the descriptors to wait on, and when to be called at the
+    /// latest, in `wait`.
     fn interest<'a>(&'a self, wait: &mut Wait<'a>);
 
-    /// Called at every wakeup of the thread, with the tokens of this
+    /// Called at every wakeup of the thread (its deadline, if it gave one,
+    /// may have passed), with the tokens of this
     /// client's readable descriptors (a token once per descriptor), or
     /// the errno of a poll that failed: then nothing can be waited for.
     /// Reads at most [`BATCH`] frames from each descriptor, and takes
@@ -73,6 +78,7 @@ pub(crate) trait Client: Send {
 pub(crate) struct Wait<'a> {
     fds: Vec<PollFd<'a>>,
     tokens: Vec<u64>,
+    deadline: Option<Instant>,
 }
 
 impl<'a> Wait<'a> {
@@ -80,6 +86,23 @@ impl<'a> Wait<'a> {
     pub(crate) fn readable(&mut self, fd: BorrowedFd<'a>, token: u64) {
         self.fds.push(PollFd::new(fd, PollFlags::POLLIN));
         self.tokens.push(token);
+    }
+
+    /// Calls the client by `deadline`, whether anything is readable or not.
+    pub(crate) fn by(&mut self, deadline: Instant) {
+        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// How long to wait, rounded up to a millisecond.
+    fn timeout(&self) -> PollTimeout {
+        let Some(deadline) = self.deadline else {
+            return PollTimeout::NONE;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        u32::try_from(left.as_micros().div_ceil(1000))
+            .ok()
+            .and_then(|millis| PollTimeout::try_from(millis).ok())
+            .unwrap_or(PollTimeout::MAX)
     }
 }
 
@@ -234,13 +257,15 @@ fn run(added: &Receiver<Box<dyn Client>>, wake: &OwnedFd) {
             let mut wait = Wait {
                 fds: vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)],
                 tokens: vec![0],
+                deadline: None,
             };
             let mut ends = Vec::with_capacity(clients.len());
             for client in &clients {
                 client.interest(&mut wait);
                 ends.push(wait.fds.len());
             }
-            let polled = match poll(&mut wait.fds, PollTimeout::NONE) {
+            let timeout = wait.timeout();
+            let polled = match poll(&mut wait.fds, timeout) {
                 Err(Errno::EINTR) => Ok(0),
                 polled => polled,
             };
