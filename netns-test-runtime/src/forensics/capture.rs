@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io::BufWriter;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -51,11 +51,11 @@ enum Message {
 static CAPTURES: OnceLock<Mailbox<Message>> = OnceLock::new();
 
 /// Starts the packet thread and adds the capture to it, once per process,
-/// and resolves the capture directory (warning once if the one asked for
+/// and opens the capture directory, `dir` (warning once if the one asked for
 /// cannot be used). Called on the thread that runs a test, outside the
 /// test's namespace and before its body, so that no thread counts among a
 /// test's, and a body that changes the working directory changes nothing.
-pub(crate) fn start_service() -> Result<(), Error> {
+pub(crate) fn start_service(dir: &Path) -> Result<(), Error> {
     static STARTING: Mutex<()> = Mutex::new(());
     let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
     if CAPTURES.get().is_some() {
@@ -63,7 +63,7 @@ pub(crate) fn start_service() -> Result<(), Error> {
     }
     // Errors wait for the test's capture: a directory that cannot be
     // used fails no test.
-    let _ = capture_files::dir();
+    let _ = capture_files::dir(dir);
     service::start()?;
     let _ = CAPTURES.set(service::add(Captures::new)?);
     Ok(())
@@ -109,9 +109,9 @@ impl Capture {
     /// Starts capturing in the calling thread's namespace, labelled
     /// `test`, the packets of the test `name`. [`start_service`] must have
     /// run.
-    pub(crate) fn start(name: &str, limit: u64) -> Result<Capture, Error> {
+    pub(crate) fn start(name: &str, limit: u64, dir: &Path) -> Result<Capture, Error> {
         static IDS: AtomicU64 = AtomicU64::new(0);
-        let dir = capture_files::dir()?;
+        let dir = capture_files::dir(dir)?;
         let stem = stem_of(name);
         let (output, partial) = dir.create_partial(&stem)?;
         let started = || {
@@ -183,8 +183,8 @@ impl Capture {
 /// In the test process, after the process that ran the test `name` ended
 /// without finishing its capture: keeps what it wrote, if it holds a
 /// packet, and says so.
-pub(crate) fn salvage(name: &str) -> Option<String> {
-    let dir = capture_files::dir().ok()?;
+pub(crate) fn salvage(name: &str, dir: &Path) -> Option<String> {
+    let dir = capture_files::dir(dir).ok()?;
     let partial = {
         let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
         dir.partials_of(&stem_of(name))
