@@ -320,7 +320,13 @@ fn packets_are_written_in_time_order() {
                 .iter()
                 .filter(|(name, ..)| name == interface)
                 .count();
-            assert!(count >= ROUNDS, "{mode}: {count} packets on {interface}");
+            // Hundreds, but for what the kernel drops when a burst outruns
+            // a capture socket's buffer (as an unprivileged user's, on a
+            // loaded machine).
+            assert!(
+                count >= ROUNDS / 2,
+                "{mode}: {count} packets on {interface}"
+            );
         }
         let backwards: Vec<String> = packets
             .windows(2)
