@@ -206,6 +206,7 @@ mod mode;
 mod netlink;
 mod netns;
 mod outcome;
+mod packet;
 mod plan;
 mod procfs;
 mod run;

@@ -95,7 +95,7 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         Err(error) => return conclude(test, Outcome::Runtime(error)),
     };
     let outcome = match select::selected_for(test) {
-        Ok(mode) => run_in(mode, test, plan),
+        Ok(mode) => run_in(mode, test, &plan),
         Err(error) => Outcome::Runtime(error),
     };
     match outcome {
@@ -107,7 +107,7 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
         }
         outcome => {
             if let Outcome::Runtime(Error::ChildEnded(_) | Error::TimedOut { .. }) = outcome {
-                if let Some(note) = crate::forensics::salvage(test, plan) {
+                if let Some(note) = crate::forensics::salvage(test, &plan) {
                     eprint!("{note}");
                 }
             }
@@ -127,9 +127,9 @@ pub(crate) fn run(test: &'static Test) -> Result<(), TestError> {
 
 /// Runs a test in `mode`. In thread mode, the test is the probe: if its
 /// thread may not unshare (its body has not run), it goes to the fallback.
-fn run_in(mode: Mode, test: &'static Test, plan: Plan) -> Outcome {
+fn run_in(mode: Mode, test: &'static Test, plan: &Plan) -> Outcome {
     let fallback = match mode {
-        Mode::Thread => match thread::run(test, plan) {
+        Mode::Thread => match thread::run(test, plan.clone()) {
             ThreadRun::Ran(outcome) => {
                 select::thread_mode_worked();
                 return outcome;

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
+use netns_test_runtime::NetNs;
+
 /// What one run of a test binary reported.
 #[derive(Debug)]
 pub struct Report {
@@ -208,4 +210,24 @@ pub fn interfaces() -> Vec<String> {
 /// nothing but `lo`, unlike any host.
 pub fn assert_fresh_namespace() {
     assert_eq!(interfaces(), ["lo"], "not in a fresh network namespace");
+}
+
+/// A second namespace, joined to `ns` by a veth pair, both ends up: `a0`
+/// (10.9.0.1/24) in `ns`, `b0` (10.9.0.2/24) in the new one.
+pub fn veth_peer(ns: &NetNs) -> NetNs {
+    let peer = NetNs::new().expect("a second namespace");
+    veth_to(ns, &peer, "b0");
+    peer
+}
+
+/// Joins `ns` to `peer` by a veth pair, both ends up: `a0` (10.9.0.1/24) in
+/// `ns`, `peer_link` (10.9.0.2/24) in `peer`.
+pub fn veth_to(ns: &NetNs, peer: &NetNs, peer_link: &str) {
+    ns.add_veth("a0", peer, peer_link).expect("veth");
+    ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
+        .unwrap();
+    peer.add_address(peer_link, "10.9.0.2/24".parse().unwrap())
+        .unwrap();
+    ns.set_link_up("a0").unwrap();
+    peer.set_link_up(peer_link).unwrap();
 }

@@ -1,7 +1,9 @@
 //! Reading what a capture left: files, pcapng blocks, the report's line.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
@@ -58,6 +60,36 @@ pub fn read_capture_cut_short(path: &Path, cut_short: bool) -> Vec<(String, Vec<
         }
     }
     interfaces
+}
+
+/// The packets of a pcapng file in the order it holds them: each one's
+/// interface, by name, timestamp, and whether it has a comment.
+pub fn packet_times(path: &Path) -> Vec<(String, Duration, bool)> {
+    let file = std::fs::File::open(path).expect("open the capture");
+    let mut reader = PcapNgReader::new(file).expect("a pcapng file");
+    let mut interfaces = Vec::new();
+    let mut packets = Vec::new();
+    while let Some(block) = reader.next_block() {
+        match block.expect("a well formed block") {
+            Block::InterfaceDescription(interface) => {
+                let name = interface.options.iter().find_map(|option| match option {
+                    InterfaceDescriptionOption::IfName(name) => Some(name.to_string()),
+                    _ => None,
+                });
+                interfaces.push(name.expect("every interface is named"));
+            }
+            Block::EnhancedPacket(packet) => {
+                let interface = interfaces[packet.interface_id as usize].clone();
+                let comment = packet
+                    .options
+                    .iter()
+                    .any(|option| matches!(option, EnhancedPacketOption::Comment(_)));
+                packets.push((interface, packet.timestamp, comment));
+            }
+            _ => {}
+        }
+    }
+    packets
 }
 
 /// Whether the interface `name` of a capture has a packet holding `payload`.

@@ -35,13 +35,7 @@ mod fixture {
     /// Sends `OVER_VETH` over a veth pair from `ns` (`a0`) to `peer`
     /// (`peer_link`), where it is received: the sender and the receiver.
     fn over_veth(ns: &NetNs, peer: &NetNs, peer_link: &str) -> (UdpSocket, UdpSocket) {
-        ns.add_veth("a0", peer, peer_link).expect("veth");
-        ns.add_address("a0", "10.9.0.1/24".parse().unwrap())
-            .unwrap();
-        peer.add_address(peer_link, "10.9.0.2/24".parse().unwrap())
-            .unwrap();
-        ns.set_link_up("a0").unwrap();
-        peer.set_link_up(peer_link).unwrap();
+        netns_test_tests::veth_to(ns, peer, peer_link);
         let receiver = peer
             .run(|| UdpSocket::bind("10.9.0.2:9999"))
             .unwrap()
@@ -169,7 +163,7 @@ mod fixture {
             .unwrap()
             .flatten()
             .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
-            .filter(|name| name.trim() == "netns-test-capt")
+            .filter(|name| name.trim() == "netns-test-pack")
             .collect();
         panic!(
             "packet sockets: {sockets}; capture threads: {}",

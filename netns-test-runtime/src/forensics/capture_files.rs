@@ -1,9 +1,9 @@
 //! Where capture files go, and how they are made so that nothing else can
 //! be overwritten or read through them.
 //!
-//! The directory is resolved once per process, before any body runs, to an
-//! absolute path and an open descriptor: a body that changes the working
-//! directory changes nothing here. Files are only ever made inside a
+//! The directory is the plan's (absolute, decided in the test process),
+//! opened once per process, before any body runs: a body that changes the
+//! working directory changes nothing here. Files are only ever made inside a
 //! directory of the running user's own, made `0700` and checked to belong
 //! to that user and to be writable by no one else, opened without following
 //! a symbolic link; every file is made there with `O_CREAT | O_EXCL |
@@ -27,7 +27,6 @@ use nix::fcntl::{AtFlags, OFlag, open, openat, renameat};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
 
-use crate::env;
 use crate::error::{CaptureDirProblem, Error};
 
 /// The longest file name most Linux file systems take (`NAME_MAX`).
@@ -55,10 +54,12 @@ struct Resolved {
 
 static RESOLVED: OnceLock<Resolved> = OnceLock::new();
 
-/// The capture directory of this process, resolved on the first call.
-pub(crate) fn dir() -> Result<&'static Dir, Error> {
+/// The capture directory of this process: the one for this binary in
+/// `asked`, the plan's, or the fallback; resolved on the first call (every
+/// plan of a process has the same).
+pub(crate) fn dir(asked: &Path) -> Result<&'static Dir, Error> {
     RESOLVED
-        .get_or_init(resolve)
+        .get_or_init(|| resolve(asked))
         .dir
         .as_ref()
         .map_err(|(dir, problem)| Error::CaptureDir {
@@ -83,17 +84,9 @@ pub(crate) fn warn_once() {
     }
 }
 
-fn resolve() -> Resolved {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let binary = binary_name(&exe);
-    let asked = match env::capture_dir() {
-        Ok(Some(dir)) => dir,
-        _ => default_base(&exe),
-    };
-    // Relative to the directory the process started in, whatever a body
-    // does to it later.
-    let asked = std::path::absolute(&asked).unwrap_or(asked);
-    let first = match asked_dir(&asked, &binary) {
+fn resolve(asked: &Path) -> Resolved {
+    let binary = binary_name(&std::env::current_exe().unwrap_or_default());
+    let first = match asked_dir(asked, &binary) {
         Ok(dir) => {
             return Resolved {
                 dir: Ok(dir),
@@ -398,15 +391,6 @@ fn binary_name(exe: &Path) -> String {
     }
 }
 
-/// `netns-test-captures` in the cargo profile directory the test binary is
-/// in: `target/<profile>/deps/<binary>` or `target/<profile>/examples/<binary>`.
-fn default_base(exe: &Path) -> PathBuf {
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."))
-        .join("netns-test-captures")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,10 +399,6 @@ mod tests {
     fn files_are_named_after_the_binary_and_the_test() {
         let exe = Path::new("/src/target/debug/deps/topology-0123456789abcdef");
         assert_eq!(binary_name(exe), "topology");
-        assert_eq!(
-            default_base(exe),
-            Path::new("/src/target/debug/netns-test-captures")
-        );
         assert_eq!(binary_name(Path::new("/x/bin/my-tool")), "my-tool");
         assert_eq!(stem_of("fixture::fails"), "fixture.fails");
     }

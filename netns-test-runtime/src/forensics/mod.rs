@@ -15,7 +15,9 @@
 mod capture;
 mod capture_files;
 mod held;
+mod pcapng;
 mod state;
+mod time_order;
 
 use std::cell::Cell;
 use std::fmt::Write;
@@ -117,9 +119,11 @@ impl Evidence {
         crate::netns::watch_new_namespaces(adopt);
         let capture = match plan.capture {
             env::Capture::Off => None,
-            env::Capture::Failed | env::Capture::All => {
-                Some(Capture::start(test.name(), plan.capture_limit))
-            }
+            env::Capture::Failed | env::Capture::All => Some(Capture::start(
+                test.name(),
+                plan.capture_limit,
+                &plan.capture_dir,
+            )),
         };
         // On the body's thread, inside the test's namespace.
         let watched = watchdog::watch(own.as_fd(), crate::procfs::netns_of_this_thread)
@@ -346,7 +350,7 @@ impl Drop for Evidence {
 /// capture thread.
 pub(crate) fn ready_for(plan: &Plan) -> Result<(), Error> {
     if plan.capture != env::Capture::Off {
-        capture::start_service()?;
+        capture::start_service(&plan.capture_dir)?;
     }
     Ok(())
 }
@@ -354,11 +358,11 @@ pub(crate) fn ready_for(plan: &Plan) -> Result<(), Error> {
 /// In the test process, after the process that ran `test`'s body ended
 /// without a report (a crash, or stopped at a timeout): keeps the capture
 /// it was writing, if any, and says where it is.
-pub(crate) fn salvage(test: &Test, plan: Plan) -> Option<String> {
+pub(crate) fn salvage(test: &Test, plan: &Plan) -> Option<String> {
     if plan.capture == env::Capture::Off {
         return None;
     }
-    capture::salvage(test.name())
+    capture::salvage(test.name(), &plan.capture_dir)
 }
 
 /// Adds `ns`, just made by `NetNs::new` (keyed `key`) on behalf of the

@@ -64,7 +64,7 @@ impl Drop for Helper {
 static IDLE: Mutex<Vec<Helper>> = Mutex::new(Vec::new());
 
 /// In the parent: runs `test` on a helper and returns its outcome.
-pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
+pub(crate) fn run_parent(test: &'static Test, plan: &Plan) -> Outcome {
     // A helper may have died between tests; then the body never started,
     // and the test is tried once more on a new helper.
     for _ in 0..2 {
@@ -78,7 +78,7 @@ pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
 }
 
 /// Runs the test once; `None` when the helper was gone before the body started.
-fn run_once(test: &'static Test, plan: Plan) -> Result<Option<Outcome>, Error> {
+fn run_once(test: &'static Test, plan: &Plan) -> Result<Option<Outcome>, Error> {
     let index = test.index().ok_or_else(|| Error::TestNotRegistered {
         path: test.path.to_owned(),
     })?;
@@ -91,7 +91,7 @@ fn run_once(test: &'static Test, plan: Plan) -> Result<Option<Outcome>, Error> {
         harness_ns: NsKey::of_this_thread()?,
         index,
         path: test.path.to_owned(),
-        plan,
+        plan: plan.clone(),
     };
     let (run, ends) = ChildRun::open(false)?;
     let stdin = stdin_copy()?;

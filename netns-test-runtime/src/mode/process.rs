@@ -20,7 +20,7 @@ use crate::sandbox::{Entry, Sandbox};
 use crate::test::Test;
 
 /// In the parent: runs the test in a child process and returns its outcome.
-pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
+pub(crate) fn run_parent(test: &'static Test, plan: &Plan) -> Outcome {
     let Some(index) = test.index() else {
         return Outcome::Runtime(Error::TestNotRegistered {
             path: test.path.to_owned(),
@@ -29,7 +29,7 @@ pub(crate) fn run_parent(test: &'static Test, plan: Plan) -> Outcome {
     spawn_and_wait(test.name(), index, plan).unwrap_or_else(Outcome::Runtime)
 }
 
-fn spawn_and_wait(name: &str, index: usize, plan: Plan) -> Result<Outcome, Error> {
+fn spawn_and_wait(name: &str, index: usize, plan: &Plan) -> Result<Outcome, Error> {
     let harness_ns = NsKey::of_this_thread()?;
     let (run, ends) = ChildRun::open(true)?;
     let marker = ChildMarker {
@@ -38,7 +38,7 @@ fn spawn_and_wait(name: &str, index: usize, plan: Plan) -> Result<Outcome, Error
         fds: ends.body.each_ref().map(AsRawFd::as_raw_fd),
         harness_ns,
         name: name.to_owned(),
-        plan,
+        plan: plan.clone(),
     };
     let ChildEnds { body, libtest } = ends;
     let mut child = spawn_child(
@@ -96,8 +96,14 @@ pub(crate) fn run_child(test: &'static Test, marker: &ChildMarker, fds: [OwnedFd
                 stdout,
                 stderr,
             };
-            run_on_named_thread(test, sandbox, Io::Redirected(streams), marker.plan, None)
-                .into_outcome()
+            run_on_named_thread(
+                test,
+                sandbox,
+                Io::Redirected(streams),
+                marker.plan.clone(),
+                None,
+            )
+            .into_outcome()
         }
         Err(error) => Outcome::Runtime(error),
     };
@@ -125,8 +131,9 @@ mod tests {
             timeout: None,
             capture: crate::env::Capture::Off,
             capture_limit: 0,
+            capture_dir: std::path::Path::new("/nowhere").into(),
         };
-        let outcome = spawn_and_wait("no::such::test", 0, plan).unwrap_or_else(Outcome::Runtime);
+        let outcome = spawn_and_wait("no::such::test", 0, &plan).unwrap_or_else(Outcome::Runtime);
         let Outcome::Runtime(Error::ChildEnded(ended)) = outcome else {
             panic!("expected the child to end without a record, got {outcome:?}");
         };

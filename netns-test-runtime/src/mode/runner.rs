@@ -203,6 +203,7 @@ pub(crate) fn run_on_named_thread(
         return ThreadRun::Failed(error);
     }
     let body = body.cloned();
+    let timeout = plan.timeout;
     let harness = gettid().as_raw();
     let (done, report) = mpsc::sync_channel(1);
     // The body's evidence, for a report at its timeout.
@@ -254,7 +255,7 @@ pub(crate) fn run_on_named_thread(
     let lost = || Error::ThreadLost {
         step: "the test's body",
     };
-    let received = match plan.timeout {
+    let received = match timeout {
         Some(after) => report.recv_timeout(after).map_err(|error| match error {
             mpsc::RecvTimeoutError::Timeout => Error::TimedOut {
                 after,

@@ -6,8 +6,11 @@
 //! test's name or path, which may hold `:` itself. The record is binary
 //! frames. Each encoding has a round-trip test below.
 
+use std::ffi::OsStr;
 use std::fmt::Display;
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::env;
@@ -78,8 +81,9 @@ pub(crate) struct ChildMarker {
 }
 
 /// The plan's fields: its timeout in milliseconds (`-` for none), its
-/// capture setting and its capture limit.
-fn plan_fields(plan: &Plan) -> [String; 3] {
+/// capture setting, its capture limit, and its capture directory's bytes
+/// in hex (a path may hold `:`, and need not be UTF-8).
+fn plan_fields(plan: &Plan) -> [String; 4] {
     let timeout = plan
         .timeout
         .map_or_else(|| "-".to_owned(), |timeout| timeout.as_millis().to_string());
@@ -88,10 +92,23 @@ fn plan_fields(plan: &Plan) -> [String; 3] {
         env::Capture::Failed => "failed",
         env::Capture::All => "all",
     };
-    [timeout, capture.to_owned(), plan.capture_limit.to_string()]
+    let dir = plan.capture_dir.as_os_str().as_bytes();
+    let dir = dir.iter().map(|byte| format!("{byte:02x}")).collect();
+    [
+        timeout,
+        capture.to_owned(),
+        plan.capture_limit.to_string(),
+        dir,
+    ]
 }
 
-fn plan_of(timeout: &str, capture: &str, limit: &str) -> Option<Plan> {
+/// The plan of `plan_fields`; its directory must be absolute.
+fn plan_of(timeout: &str, capture: &str, limit: &str, dir: &str) -> Option<Plan> {
+    let dir: Vec<u8> = (0..dir.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(dir.get(at..at + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let dir = Path::new(OsStr::from_bytes(&dir));
     Some(Plan {
         timeout: match timeout {
             "-" => None,
@@ -104,6 +121,7 @@ fn plan_of(timeout: &str, capture: &str, limit: &str) -> Option<Plan> {
             _ => return None,
         },
         capture_limit: limit.parse().ok()?,
+        capture_dir: dir.is_absolute().then(|| dir.into())?,
     })
 }
 
@@ -116,7 +134,7 @@ impl ChildMarker {
     pub(crate) fn encode(&self) -> String {
         let [record, stdout, stderr] = self.fds;
         let key = self.harness_ns.encode();
-        let [timeout, capture, limit] = plan_fields(&self.plan);
+        let [timeout, capture, limit, dir] = plan_fields(&self.plan);
         join(&[
             &self.parent,
             &self.index,
@@ -127,6 +145,7 @@ impl ChildMarker {
             &timeout,
             &capture,
             &limit,
+            &dir,
             &self.name,
         ])
     }
@@ -142,10 +161,11 @@ impl ChildMarker {
             timeout,
             capture,
             limit,
+            dir,
             name,
         ] = split(text)?;
         Some(ChildMarker {
-            plan: plan_of(timeout, capture, limit)?,
+            plan: plan_of(timeout, capture, limit, dir)?,
             parent: parent.parse().ok()?,
             index: index.parse().ok()?,
             fds: [
@@ -201,15 +221,23 @@ pub(crate) struct HelperRequest {
 
 impl HelperRequest {
     pub(crate) fn encode(&self) -> String {
-        let [timeout, capture, limit] = plan_fields(&self.plan);
+        let [timeout, capture, limit, dir] = plan_fields(&self.plan);
         let key = self.harness_ns.encode();
-        join(&[&key, &self.index, &timeout, &capture, &limit, &self.path])
+        join(&[
+            &key,
+            &self.index,
+            &timeout,
+            &capture,
+            &limit,
+            &dir,
+            &self.path,
+        ])
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let [key, index, timeout, capture, limit, path] = split(text)?;
+        let [key, index, timeout, capture, limit, dir, path] = split(text)?;
         Some(HelperRequest {
-            plan: plan_of(timeout, capture, limit)?,
+            plan: plan_of(timeout, capture, limit, dir)?,
             harness_ns: NsKey::decode(key)?,
             index: index.parse().ok()?,
             path: path.to_owned(),
@@ -337,28 +365,35 @@ mod tests {
         }
     }
 
-    /// Plans of every kind: with and without a timeout, each capture.
-    const PLANS: [Plan; 3] = [
-        Plan {
-            timeout: None,
-            capture: env::Capture::Off,
-            capture_limit: 64 << 20,
-        },
-        Plan {
-            timeout: Some(Duration::from_millis(1500)),
-            capture: env::Capture::Failed,
-            capture_limit: 1,
-        },
-        Plan {
-            timeout: Some(Duration::from_secs(60)),
-            capture: env::Capture::All,
-            capture_limit: u64::MAX,
-        },
-    ];
+    /// Plans of every kind: with and without a timeout, each capture, a
+    /// capture directory with `:` in it and one that is not UTF-8.
+    fn plans() -> [Plan; 3] {
+        let dir = |bytes: &[u8]| Path::new(OsStr::from_bytes(bytes)).into();
+        [
+            Plan {
+                timeout: None,
+                capture: env::Capture::Off,
+                capture_limit: 64 << 20,
+                capture_dir: dir(b"/src/target/debug/netns-test-captures"),
+            },
+            Plan {
+                timeout: Some(Duration::from_millis(1500)),
+                capture: env::Capture::Failed,
+                capture_limit: 1,
+                capture_dir: dir(b"/tmp/a:b/c d"),
+            },
+            Plan {
+                timeout: Some(Duration::from_secs(60)),
+                capture: env::Capture::All,
+                capture_limit: u64::MAX,
+                capture_dir: dir(b"/\xff\xe9/captures"),
+            },
+        ]
+    }
 
     #[test]
     fn the_child_marker_survives_the_trip() {
-        for (i, plan) in PLANS.into_iter().enumerate() {
+        for (i, plan) in plans().into_iter().enumerate() {
             let harness_ns = KEYS[i % KEYS.len()];
             let marker = ChildMarker {
                 parent: 4242,
@@ -371,14 +406,19 @@ mod tests {
             assert_eq!(ChildMarker::decode(&marker.encode()), Some(marker));
         }
         assert_eq!(ChildMarker::decode("1:2:3"), None);
-        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:-:off:1:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:-:off:1:name"), None);
-        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:-:off:1:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:x:off:1:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:on:1:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:-1:name"), None);
+        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:-:off:1:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:-:off:1:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:-:off:1:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:x:off:1:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:on:1:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:-1:2f:name"), None);
+        // A directory that is not whole hex, or not absolute.
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:2:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:2g:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:61:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1::name"), None);
         assert_eq!(
-            ChildMarker::decode("1:0:5:6:7:c4:-:off:9:"),
+            ChildMarker::decode("1:0:5:6:7:c4:-:off:9:2f78:"),
             Some(ChildMarker {
                 parent: 1,
                 index: 0,
@@ -389,6 +429,7 @@ mod tests {
                     timeout: None,
                     capture: env::Capture::Off,
                     capture_limit: 9,
+                    capture_dir: Path::new("/x").into(),
                 },
             })
         );
@@ -409,7 +450,7 @@ mod tests {
 
     #[test]
     fn the_helper_request_survives_the_trip() {
-        for (i, plan) in PLANS.into_iter().enumerate() {
+        for (i, plan) in plans().into_iter().enumerate() {
             let harness_ns = KEYS[i % KEYS.len()];
             let request = HelperRequest {
                 harness_ns,
@@ -420,9 +461,11 @@ mod tests {
             assert_eq!(HelperRequest::decode(&request.encode()), Some(request));
         }
         assert_eq!(HelperRequest::decode("c1:3"), None);
-        assert_eq!(HelperRequest::decode("q1:3:-:off:1:path"), None);
-        assert_eq!(HelperRequest::decode("c1:x:-:off:1:path"), None);
-        assert_eq!(HelperRequest::decode("c1:3:-:everything:1:path"), None);
+        assert_eq!(HelperRequest::decode("q1:3:-:off:1:2f:path"), None);
+        assert_eq!(HelperRequest::decode("c1:x:-:off:1:2f:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:everything:1:2f:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:off:1:2f2:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:off:1:path"), None);
     }
 
     fn round_trip(outcome: Outcome) -> Record {
