@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Path};
 
 /// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
-const VALID: &str = "`threads`, `threads = N`, `timeout = \"10s\"`, `sysfs`, `process`, `capture` and `crate = \"path\"`";
+const VALID: &str = "`threads`, `threads = N`, `timeout = \"10s\"`, `seed = N`, `sysfs`, `process`, `capture` and `crate = \"path\"`";
 
 /// The attribute's arguments, each with the span of its key.
 #[derive(Default)]
@@ -15,6 +15,8 @@ pub(crate) struct Args {
     pub(crate) threads: Option<(Option<u32>, Span)>,
     /// Timeout of the test, in milliseconds.
     pub(crate) timeout_ms: Option<(u64, Span)>,
+    /// The seed of the test's draws.
+    pub(crate) seed: Option<(u64, Span)>,
     /// The path to the runtime crate, for users who re-export it.
     pub(crate) krate: Option<(Path, Span)>,
     /// Mount a sysfs of the test's namespace on `/sys`, privately.
@@ -50,6 +52,13 @@ impl Args {
                         .ok_or_else(|| needs_value(&key, "timeout = \"10s\""))
                         .and_then(parse_timeout);
                     errors.set(&mut args.timeout_ms, parsed, &key);
+                }
+                "seed" => {
+                    let parsed = value
+                        .as_ref()
+                        .ok_or_else(|| needs_value(&key, "seed = 7"))
+                        .and_then(parse_seed);
+                    errors.set(&mut args.seed, parsed, &key);
                 }
                 "sysfs" => errors.set(&mut args.sysfs, flag("sysfs", value.as_ref()), &key),
                 "process" => errors.set(&mut args.process, flag("process", value.as_ref()), &key),
@@ -128,6 +137,21 @@ fn flag(name: &str, value: Option<&Expr>) -> syn::Result<()> {
 fn needs_value(key: &Path, example: &str) -> syn::Error {
     let name = key.get_ident().map(ToString::to_string).unwrap_or_default();
     syn::Error::new_spanned(key, format!("`{name}` needs a value, e.g. `{example}`"))
+}
+
+fn parse_seed(value: &Expr) -> syn::Result<u64> {
+    let error = || {
+        syn::Error::new_spanned(
+            value,
+            "`seed` takes an integer literal from 0 to 18446744073709551615, e.g. `seed = 7`",
+        )
+    };
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int.base10_parse().map_err(|_| error()),
+        _ => Err(error()),
+    }
 }
 
 fn parse_threads(value: &Expr) -> syn::Result<u32> {

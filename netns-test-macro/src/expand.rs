@@ -101,6 +101,9 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
             timeout: ::core::option::Option::Some(::core::time::Duration::from_millis(#millis))
         });
     }
+    if let Some((seed, _)) = &args.seed {
+        options.push(quote! { seed: ::core::option::Option::Some(#seed) });
+    }
     for (given, field) in [
         (args.sysfs.is_some(), "sysfs"),
         (args.process.is_some(), "process"),
@@ -248,7 +251,7 @@ mod tests {
     #[test]
     fn a_result_test_returns_the_runtime_error_type() {
         check(
-            "timeout = \"3s\", sysfs, process, capture",
+            "timeout = \"3s\", seed = 7, sysfs, process, capture",
             "fn t(ns: NetNs) -> std::io::Result<()> { Ok(()) }",
             expect_file!["../tests/expansions/result_with_handle.expanded.rs"],
         );

@@ -119,6 +119,21 @@ pub(crate) fn capture_dir() -> Option<PathBuf> {
 /// says otherwise: 64 MiB.
 pub(crate) const DEFAULT_CAPTURE_LIMIT: u64 = 64 << 20;
 
+/// Reads `NETNS_TEST_SEED`: the seed of every test's draws, to replay a
+/// failure; `None` where unset.
+pub(crate) fn seed() -> Result<Option<u64>, Error> {
+    const EXPECTED: &str =
+        "a whole number from 0 to 18446744073709551615, as a failure's report prints it";
+    let Some(text) = var("NETNS_TEST_SEED", EXPECTED)? else {
+        return Ok(None);
+    };
+    text.trim().parse().map(Some).map_err(|_| Error::BadEnv {
+        name: "NETNS_TEST_SEED",
+        value: text,
+        expected: EXPECTED,
+    })
+}
+
 /// Reads `NETNS_TEST_CAPTURE_LIMIT`: how many bytes of packets one test's
 /// capture file may hold; packets past it are counted, not written.
 pub(crate) fn capture_limit() -> Result<u64, Error> {

@@ -289,6 +289,32 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Conditions for a wire with a value out of range.
+    #[error("{step}: `{field}`: {reason}")]
+    BadConditions {
+        /// The operation, e.g. `set conditions of wire a0 <-> b0`.
+        step: String,
+        /// The field, e.g. `loss`.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A name that is neither end of a wire.
+    #[error("`{end}` is no end of wire {wire}: name one of its two links")]
+    NotAnEnd {
+        /// The wire, `a0 <-> b0`.
+        wire: String,
+        /// The name given.
+        end: String,
+    },
+    /// A wire's relay could not start, or cannot take a change.
+    #[error("{step}: {reason}")]
+    Relay {
+        /// The operation, e.g. `partition of wire a0 <-> b0`.
+        step: String,
+        /// What went wrong, and what to do about it.
+        reason: &'static str,
+    },
     /// A MAC address that is not six two-digit hexadecimal octets.
     #[error(
         "`{text}` is not a MAC address; write six two-digit hexadecimal octets, e.g. `02:00:0a:00:00:01`"
@@ -391,6 +417,8 @@ impl Error {
             | Error::BadPrefix { .. }
             | Error::BadName { .. }
             | Error::BadMac { .. }
+            | Error::BadConditions { .. }
+            | Error::NotAnEnd { .. }
             | Error::BadSysctl { .. } => Kind::InvalidInput,
             Error::Malformed { .. } => Kind::InvalidData,
             Error::AsyncRuntimePanicked { .. } => Kind::OutOfMemory,
@@ -401,7 +429,8 @@ impl Error {
             | Error::ChildEnded(_)
             | Error::HelpersLost
             | Error::TestNotRegistered { .. }
-            | Error::InChild { .. } => Kind::Other,
+            | Error::InChild { .. }
+            | Error::Relay { .. } => Kind::Other,
         }
     }
 }

@@ -211,6 +211,7 @@ mod plan;
 mod procfs;
 mod run;
 mod sandbox;
+mod seed;
 mod test;
 mod topology;
 mod userns;
@@ -229,8 +230,9 @@ pub use mode::select::selected_mode;
 pub use netns::{EnterGuard, NetNs};
 /// An error number from the kernel, as the errors of this crate carry it.
 pub use nix::errno::Errno;
+pub use seed::seed;
 pub use test::TestResult;
 pub use topology::{
-    IpPrefix, Link, MacAddr, Neighbour, NeighbourState, OperState, Protocol, Route, Socket,
-    SocketState, Via,
+    Conditions, IpPrefix, Link, MacAddr, Neighbour, NeighbourState, OperState, Protocol, Route,
+    Socket, SocketState, Via, Wire, WireCounters,
 };

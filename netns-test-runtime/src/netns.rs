@@ -15,6 +15,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use crate::error::{Error, NetlinkError};
 use crate::fault::{self, Fault};
 use crate::netlink::{self, LazyRtnl, Rtnl};
+use crate::seed;
 
 /// `SIOCGSKNS` (`linux/sockios.h`, Linux 4.9): a socket's network namespace.
 const SIOCGSKNS: u32 = 0x894C;
@@ -344,8 +345,25 @@ impl NetNs {
         self.name.as_deref()
     }
 
+    /// A fresh namespace that is no namespace of the test's: no report
+    /// shows it, no capture sees it (a wire's relay's).
+    pub(crate) fn hidden() -> Result<NetNs, Error> {
+        let (ns, _) = Self::unshared()?;
+        Ok(ns)
+    }
+
     fn make(name: Option<Arc<str>>) -> Result<NetNs, Error> {
-        let (mut ns, key) = thread::Builder::new()
+        let (mut ns, key) = Self::unshared()?;
+        ns.name = name;
+        if let Some(watcher) = WATCHER.get() {
+            watcher(&ns, key);
+        }
+        Ok(ns)
+    }
+
+    /// A fresh namespace with `lo` up, and its key, made on a thread.
+    fn unshared() -> Result<(NetNs, NsKey), Error> {
+        thread::Builder::new()
             .name("netns-test-new".into())
             .spawn(|| {
                 let rtnl = unshare_fresh()?;
@@ -356,12 +374,7 @@ impl NetNs {
                 source,
             })?
             .join()
-            .unwrap_or_else(|payload| panic::resume_unwind(payload))?;
-        ns.name = name;
-        if let Some(watcher) = WATCHER.get() {
-            watcher(&ns, key);
-        }
-        Ok(ns)
+            .unwrap_or_else(|payload| panic::resume_unwind(payload))
     }
 
     /// The inode number of the namespace, as `ls -iL /proc/self/ns/net` or
@@ -371,7 +384,7 @@ impl NetNs {
     }
 
     /// Moves the calling thread into this namespace.
-    fn join_here(&self) -> Result<(), Error> {
+    pub(crate) fn join_here(&self) -> Result<(), Error> {
         setns(&self.fd, CloneFlags::CLONE_NEWNET).map_err(|source| Error::Setns {
             inode: self.id.ino,
             source,
@@ -391,10 +404,12 @@ impl NetNs {
         F: FnOnce() -> T + Send,
         T: Send,
     {
+        let seed = seed::inherited();
         thread::scope(|scope| {
             let joined = thread::Builder::new()
                 .name("netns-test-run".into())
                 .spawn_scoped(scope, || {
+                    seed::inherit(seed);
                     self.join_here()?;
                     Ok(f())
                 })
@@ -431,9 +446,11 @@ impl NetNs {
             rtnl: LazyRtnl::default(),
         };
         let (entered, outcome) = mpsc::sync_channel(1);
+        let seed = seed::inherited();
         let handle = thread::Builder::new()
             .name("netns-test-spawn".into())
             .spawn(move || {
+                seed::inherit(seed);
                 let joined = ns.join_here();
                 let failed = joined.is_err();
                 // `spawn` waits for this message, so the receiver is there.

@@ -1,5 +1,5 @@
-//! What is decided once per test, in the test process: its timeout, and
-//! whether, how much and where its packets are captured. The plan goes down
+//! What is decided once per test, in the test process: its timeout,
+//! whether, how much and where its packets are captured, and its seed. The plan goes down
 //! to the mode, the runner and the failure reports, and across the wire to
 //! a helper or a process-mode child, which read no setting of their own for
 //! it.
@@ -23,6 +23,9 @@ pub(crate) struct Plan {
     /// The most bytes of packets its capture holds:
     /// `NETNS_TEST_CAPTURE_LIMIT`.
     pub(crate) capture_limit: u64,
+    /// The seed of its draws: `NETNS_TEST_SEED`, its own `seed = N`, or a
+    /// random one.
+    pub(crate) seed: u64,
     /// Where its capture files go, absolute: `NETNS_TEST_CAPTURE_DIR`, or
     /// by default `netns-test-captures` in the cargo profile directory of
     /// the test binary. Each user's files go to a directory of their own
@@ -44,6 +47,9 @@ impl Plan {
             timeout: test.timeout_or_default()?,
             capture,
             capture_limit: env::capture_limit()?,
+            seed: env::seed()?
+                .or(test.options.seed)
+                .unwrap_or_else(crate::seed::random),
             capture_dir: capture_dir(),
         })
     }

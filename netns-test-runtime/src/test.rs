@@ -34,6 +34,8 @@ pub struct Test {
 pub struct Options {
     /// `timeout`.
     pub timeout: Option<Duration>,
+    /// `seed`: the seed of the test's draws.
+    pub seed: Option<u64>,
     /// `sysfs`: mount a sysfs of the test's namespace.
     pub sysfs: bool,
     /// `process`: a process of its own, whatever the mode.
@@ -46,6 +48,7 @@ impl Options {
     /// No option given.
     pub const DEFAULT: Options = Options {
         timeout: None,
+        seed: None,
         sysfs: false,
         process: false,
         capture: false,

@@ -18,6 +18,15 @@ fn hours_timeout() {}
 #[netns_test(timeout = "0s")]
 fn zero_timeout() {}
 
+#[netns_test(seed = "7")]
+fn string_seed() {}
+
+#[netns_test(seed = -1)]
+fn negative_seed() {}
+
+#[netns_test(seed)]
+fn seed_without_a_value() {}
+
 #[netns_test(crate = 5)]
 fn number_crate() {}
 

@@ -13,9 +13,10 @@ fn t() -> impl ::std::process::Termination {
         __netns_test_private::Test { path : ::core::concat!(::core::module_path!(), "::",
         "t"), should_panic : __netns_test_private::ShouldPanic::No, options :
         __netns_test_private::Options { timeout :
-        ::core::option::Option::Some(::core::time::Duration::from_millis(3000u64)), sysfs
-        : true, process : true, capture : true, ..__netns_test_private::Options::DEFAULT
-        }, body : __netns_test_private::Body::WithNs(| __netns_ns |
+        ::core::option::Option::Some(::core::time::Duration::from_millis(3000u64)), seed
+        : ::core::option::Option::Some(7u64), sysfs : true, process : true, capture :
+        true, ..__netns_test_private::Options::DEFAULT }, body :
+        __netns_test_private::Body::WithNs(| __netns_ns |
         __netns_test_private::TestResult::into_test_result(t(__netns_ns))), runs :
         __netns_test_private::Runs::new(), }
     );

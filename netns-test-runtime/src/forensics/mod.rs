@@ -18,6 +18,7 @@ mod held;
 mod pcapng;
 mod state;
 mod time_order;
+mod wires;
 
 use std::cell::Cell;
 use std::fmt::Write;
@@ -32,7 +33,9 @@ use crate::netlink::Rtnl;
 use crate::netns::{NetNs, NsKey};
 use crate::outcome::{Outcome, panic_fails};
 use crate::plan::Plan;
+use crate::seed;
 use crate::test::Test;
+use crate::topology::WireShared;
 use crate::watchdog;
 
 use self::capture::Capture;
@@ -79,6 +82,10 @@ pub(crate) struct Evidence {
     capture: Option<Result<Capture, Error>>,
     keep_all: bool,
     concluded: AtomicBool,
+    /// The test's seed, planted for its namespace while it runs.
+    seed: seed::Planted,
+    /// The wires the test made, for the report.
+    wires: Mutex<Vec<Arc<WireShared>>>,
 }
 
 impl std::fmt::Debug for Evidence {
@@ -117,6 +124,7 @@ impl Evidence {
     ) -> Result<Arc<Self>, Error> {
         keep_panic_hook();
         crate::netns::watch_new_namespaces(adopt);
+        crate::topology::watch_new_wires(adopt_wire);
         let capture = match plan.capture {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(
@@ -143,6 +151,8 @@ impl Evidence {
             capture,
             keep_all: plan.capture == env::Capture::All,
             concluded: AtomicBool::new(false),
+            seed: seed::Planted::plant(here, plan.seed),
+            wires: Mutex::new(Vec::new()),
         });
         OPEN.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -248,6 +258,14 @@ impl Evidence {
         {
             let _ = writeln!(out, "  {problem}");
         }
+        for wire in self
+            .wires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            wires::write(&mut out, wire);
+        }
         let not_kept = self.not_kept.load(Ordering::Relaxed);
         if not_kept > 0 {
             let _ = writeln!(
@@ -303,6 +321,13 @@ impl Evidence {
                 "netns-test: the network of `{}` {why}{sockets}:\n{state}",
                 self.test.name()
             );
+            if let Some(seed) = self.seed.used() {
+                let _ = writeln!(
+                    report,
+                    "netns-test: its seed was {seed}; replay it with NETNS_TEST_SEED={seed} cargo test -- {} --exact",
+                    self.test.name()
+                );
+            }
         }
         if let Some(capture) = &self.capture {
             capture::warn_once();
@@ -369,6 +394,22 @@ pub(crate) fn salvage(test: &Test, plan: &Plan) -> Option<String> {
 /// calling thread, to the evidence of the test that thread belongs to:
 /// it is kept open until the test's report, and captured when the test's
 /// packets are.
+/// Keeps a wire just made for the report of the test the calling thread
+/// works in.
+fn adopt_wire(wire: &Arc<WireShared>) {
+    let evidence = NsKey::of_this_thread()
+        .ok()
+        .and_then(find)
+        .or_else(|| BODY_EVIDENCE.with(|body| body.borrow().upgrade()));
+    if let Some(evidence) = evidence {
+        evidence
+            .wires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(wire));
+    }
+}
+
 fn adopt(ns: &NetNs, key: NsKey) {
     let Some(evidence) = NsKey::of_this_thread().ok().and_then(find) else {
         return;

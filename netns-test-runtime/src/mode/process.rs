@@ -131,6 +131,7 @@ mod tests {
             timeout: None,
             capture: crate::env::Capture::Off,
             capture_limit: 0,
+            seed: 0,
             capture_dir: std::path::Path::new("/nowhere").into(),
         };
         let outcome = spawn_and_wait("no::such::test", 0, &plan).unwrap_or_else(Outcome::Runtime);

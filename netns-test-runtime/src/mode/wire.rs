@@ -81,9 +81,9 @@ pub(crate) struct ChildMarker {
 }
 
 /// The plan's fields: its timeout in milliseconds (`-` for none), its
-/// capture setting, its capture limit, and its capture directory's bytes
-/// in hex (a path may hold `:`, and need not be UTF-8).
-fn plan_fields(plan: &Plan) -> [String; 4] {
+/// capture setting, its capture limit, its seed, and its capture
+/// directory's bytes in hex (a path may hold `:`, and need not be UTF-8).
+fn plan_fields(plan: &Plan) -> [String; 5] {
     let timeout = plan
         .timeout
         .map_or_else(|| "-".to_owned(), |timeout| timeout.as_millis().to_string());
@@ -98,12 +98,13 @@ fn plan_fields(plan: &Plan) -> [String; 4] {
         timeout,
         capture.to_owned(),
         plan.capture_limit.to_string(),
+        plan.seed.to_string(),
         dir,
     ]
 }
 
 /// The plan of `plan_fields`; its directory must be absolute.
-fn plan_of(timeout: &str, capture: &str, limit: &str, dir: &str) -> Option<Plan> {
+fn plan_of([timeout, capture, limit, seed, dir]: [&str; 5]) -> Option<Plan> {
     let dir: Vec<u8> = (0..dir.len())
         .step_by(2)
         .map(|at| u8::from_str_radix(dir.get(at..at + 2)?, 16).ok())
@@ -121,6 +122,7 @@ fn plan_of(timeout: &str, capture: &str, limit: &str, dir: &str) -> Option<Plan>
             _ => return None,
         },
         capture_limit: limit.parse().ok()?,
+        seed: seed.parse().ok()?,
         capture_dir: dir.is_absolute().then(|| dir.into())?,
     })
 }
@@ -134,7 +136,7 @@ impl ChildMarker {
     pub(crate) fn encode(&self) -> String {
         let [record, stdout, stderr] = self.fds;
         let key = self.harness_ns.encode();
-        let [timeout, capture, limit, dir] = plan_fields(&self.plan);
+        let [timeout, capture, limit, seed, dir] = plan_fields(&self.plan);
         join(&[
             &self.parent,
             &self.index,
@@ -145,6 +147,7 @@ impl ChildMarker {
             &timeout,
             &capture,
             &limit,
+            &seed,
             &dir,
             &self.name,
         ])
@@ -161,11 +164,12 @@ impl ChildMarker {
             timeout,
             capture,
             limit,
+            seed,
             dir,
             name,
         ] = split(text)?;
         Some(ChildMarker {
-            plan: plan_of(timeout, capture, limit, dir)?,
+            plan: plan_of([timeout, capture, limit, seed, dir])?,
             parent: parent.parse().ok()?,
             index: index.parse().ok()?,
             fds: [
@@ -221,7 +225,7 @@ pub(crate) struct HelperRequest {
 
 impl HelperRequest {
     pub(crate) fn encode(&self) -> String {
-        let [timeout, capture, limit, dir] = plan_fields(&self.plan);
+        let [timeout, capture, limit, seed, dir] = plan_fields(&self.plan);
         let key = self.harness_ns.encode();
         join(&[
             &key,
@@ -229,15 +233,16 @@ impl HelperRequest {
             &timeout,
             &capture,
             &limit,
+            &seed,
             &dir,
             &self.path,
         ])
     }
 
     pub(crate) fn decode(text: &str) -> Option<Self> {
-        let [key, index, timeout, capture, limit, dir, path] = split(text)?;
+        let [key, index, timeout, capture, limit, seed, dir, path] = split(text)?;
         Some(HelperRequest {
-            plan: plan_of(timeout, capture, limit, dir)?,
+            plan: plan_of([timeout, capture, limit, seed, dir])?,
             harness_ns: NsKey::decode(key)?,
             index: index.parse().ok()?,
             path: path.to_owned(),
@@ -374,18 +379,21 @@ mod tests {
                 timeout: None,
                 capture: env::Capture::Off,
                 capture_limit: 64 << 20,
+                seed: 0,
                 capture_dir: dir(b"/src/target/debug/netns-test-captures"),
             },
             Plan {
                 timeout: Some(Duration::from_millis(1500)),
                 capture: env::Capture::Failed,
                 capture_limit: 1,
+                seed: 7,
                 capture_dir: dir(b"/tmp/a:b/c d"),
             },
             Plan {
                 timeout: Some(Duration::from_secs(60)),
                 capture: env::Capture::All,
                 capture_limit: u64::MAX,
+                seed: u64::MAX,
                 capture_dir: dir(b"/\xff\xe9/captures"),
             },
         ]
@@ -406,19 +414,20 @@ mod tests {
             assert_eq!(ChildMarker::decode(&marker.encode()), Some(marker));
         }
         assert_eq!(ChildMarker::decode("1:2:3"), None);
-        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:-:off:1:2f:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:-:off:1:2f:name"), None);
-        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:-:off:1:2f:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:x:off:1:2f:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:on:1:2f:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:-1:2f:name"), None);
+        assert_eq!(ChildMarker::decode("x:0:5:6:7:c4:-:off:1:0:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:4.9:-:off:1:0:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:-1:5:6:7:c4:-:off:1:0:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:x:off:1:0:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:on:1:0:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:-1:0:2f:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:x:2f:name"), None);
         // A directory that is not whole hex, or not absolute.
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:2:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:2g:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:61:name"), None);
-        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1::name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:0:2:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:0:2g:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:0:61:name"), None);
+        assert_eq!(ChildMarker::decode("1:0:5:6:7:c4:-:off:1:0::name"), None);
         assert_eq!(
-            ChildMarker::decode("1:0:5:6:7:c4:-:off:9:2f78:"),
+            ChildMarker::decode("1:0:5:6:7:c4:-:off:9:3:2f78:"),
             Some(ChildMarker {
                 parent: 1,
                 index: 0,
@@ -429,6 +438,7 @@ mod tests {
                     timeout: None,
                     capture: env::Capture::Off,
                     capture_limit: 9,
+                    seed: 3,
                     capture_dir: Path::new("/x").into(),
                 },
             })
@@ -461,11 +471,11 @@ mod tests {
             assert_eq!(HelperRequest::decode(&request.encode()), Some(request));
         }
         assert_eq!(HelperRequest::decode("c1:3"), None);
-        assert_eq!(HelperRequest::decode("q1:3:-:off:1:2f:path"), None);
-        assert_eq!(HelperRequest::decode("c1:x:-:off:1:2f:path"), None);
-        assert_eq!(HelperRequest::decode("c1:3:-:everything:1:2f:path"), None);
-        assert_eq!(HelperRequest::decode("c1:3:-:off:1:2f2:path"), None);
-        assert_eq!(HelperRequest::decode("c1:3:-:off:1:path"), None);
+        assert_eq!(HelperRequest::decode("q1:3:-:off:1:0:2f:path"), None);
+        assert_eq!(HelperRequest::decode("c1:x:-:off:1:0:2f:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:everything:1:0:2f:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:off:1:0:2f2:path"), None);
+        assert_eq!(HelperRequest::decode("c1:3:-:off:1:0:path"), None);
     }
 
     fn round_trip(outcome: Outcome) -> Record {

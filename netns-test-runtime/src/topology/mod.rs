@@ -20,10 +20,13 @@ mod observed;
 mod route;
 mod sysctl;
 mod types;
+mod wire;
 
 pub(crate) use inspect::{Listed, name_of};
 pub use observed::{MacAddr, Neighbour, NeighbourState, Protocol, Route, Socket, SocketState};
 pub use types::{IpPrefix, Link, OperState, Via};
+pub use wire::{Conditions, Wire, WireCounters};
+pub(crate) use wire::{Shared as WireShared, watch_new_wires};
 
 use std::fmt;
 

@@ -1,0 +1,33 @@
+//! A failure report's lines for the wires a test made: each direction's
+//! conditions, whether it is cut, and what crossed it.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::topology::WireShared;
+
+/// Writes `wire`, indented for a failure report.
+pub(super) fn write(out: &mut String, wire: &WireShared) {
+    let control = wire.control();
+    let _ = writeln!(out, "  wire {} (seed {})", wire.name(), wire.seed);
+    for from in 0..2 {
+        let counters = &wire.counters[from];
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let cut = match control.partitioned[from] {
+            true => ", partitioned",
+            false => "",
+        };
+        let _ = writeln!(
+            out,
+            "    from {:<6} {}{cut}: passed {}, lost {}, queue full {}, partitioned {}, duplicated {}, reordered {}",
+            wire.ends[from],
+            control.conditions[from],
+            read(&counters.passed),
+            read(&counters.lost),
+            read(&counters.queue_full),
+            read(&counters.partitioned),
+            read(&counters.duplicated),
+            read(&counters.reordered),
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! Wires: links whose conditions change at any time, through a relay in
+//! userspace, in every mode. Timing is asserted only where it is a lower
+//! bound (a delay is never shorter than set); rates of loss are asserted on
+//! the relay's own counters and on what arrives.
+
+use std::collections::BTreeSet;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use netns_test_runtime::{Conditions, Error, NetNs, Wire, netns_test};
+use netns_test_tests::{Report, run_fixtures};
+
+/// Two namespaces joined by a wire, `a0` (10.1.0.1) in `a` and `b0`
+/// (10.1.0.2) in `b`, both up.
+fn wired(a: &NetNs, b: &NetNs) -> Wire {
+    let wire = a.add_wire("a0", b, "b0").expect("a wire");
+    a.add_address("a0", "10.1.0.1/24".parse().unwrap()).unwrap();
+    b.add_address("b0", "10.1.0.2/24".parse().unwrap()).unwrap();
+    a.set_link_up("a0").unwrap();
+    b.set_link_up("b0").unwrap();
+    wire
+}
+
+/// A UDP socket bound in `ns`, with a read timeout.
+fn udp(ns: &NetNs, address: &str) -> UdpSocket {
+    let socket = ns.run(|| UdpSocket::bind(address)).unwrap().expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    socket
+}
+
+/// Sends `count` numbered datagrams from `a` to `b`, paced so that no
+/// socket buffer overflows, and returns the numbers received, in order of
+/// arrival.
+fn numbered(a: &NetNs, b: &NetNs, count: u32, port: u16) -> Vec<u32> {
+    let receiver = udp(b, &format!("10.1.0.2:{port}"));
+    let sender = udp(a, "10.1.0.1:0");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 64];
+    for number in 0..count {
+        sender
+            .send_to(&number.to_be_bytes(), format!("10.1.0.2:{port}"))
+            .unwrap();
+        if number % 50 == 49 {
+            drain(
+                &receiver,
+                &mut buffer,
+                &mut received,
+                Duration::from_millis(2),
+            );
+        }
+    }
+    drain(
+        &receiver,
+        &mut buffer,
+        &mut received,
+        Duration::from_millis(300),
+    );
+    received
+}
+
+/// Reads numbered datagrams until none comes for `quiet`.
+fn drain(receiver: &UdpSocket, buffer: &mut [u8], into: &mut Vec<u32>, quiet: Duration) {
+    receiver.set_read_timeout(Some(quiet)).unwrap();
+    while let Ok(length) = receiver.recv(buffer) {
+        into.push(u32::from_be_bytes(
+            buffer[..length.min(4)].try_into().unwrap(),
+        ));
+    }
+}
+
+/// A UDP round trip from `a` to an echo in `b`.
+fn round_trip(a: &NetNs, b: &NetNs) -> Duration {
+    let echo = udp(b, "10.1.0.2:7");
+    let client = udp(a, "10.1.0.1:0");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let start = Instant::now();
+    client.send_to(b"ping", "10.1.0.2:7").unwrap();
+    let mut buffer = [0u8; 16];
+    let (length, from) = echo.recv_from(&mut buffer).expect("the echo gets it");
+    echo.send_to(&buffer[..length], from).unwrap();
+    client.recv(&mut buffer).expect("the reply");
+    start.elapsed()
+}
+
+#[netns_test]
+fn a_perfect_wire_carries_udp_and_tcp_both_ways(a: &NetNs) {
+    use std::io::{Read, Write};
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    assert!(round_trip(a, &b) < Duration::from_secs(1));
+    let listener = b
+        .run(|| std::net::TcpListener::bind("10.1.0.2:9000"))
+        .unwrap()
+        .unwrap();
+    let sent: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let sending = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let mut stream = std::net::TcpStream::connect("10.1.0.2:9000").expect("connect");
+            stream.write_all(&sent).unwrap();
+        });
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        sender.join().unwrap();
+        received
+    });
+    assert!(sending == sent, "8 MiB of TCP arrive whole");
+    let links: Vec<String> = a.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(links, ["lo", "a0"], "the relay's namespace is hidden");
+    let counters = wire.counters_from("a0").unwrap();
+    assert!(counters.passed > 0 && counters.lost == 0, "{counters}");
+}
+
+#[netns_test]
+fn delay_is_never_shorter_than_set_both_ways_or_one_way(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    let delay = Duration::from_millis(30);
+    wire.set_conditions(Conditions::new().delay(delay)).unwrap();
+    for _ in 0..5 {
+        let rtt = round_trip(a, &b);
+        assert!(rtt >= delay * 2, "{rtt:?}");
+    }
+    wire.set_conditions(Conditions::new()).unwrap();
+    wire.set_conditions_from("b0", Conditions::new().delay(delay))
+        .unwrap();
+    let rtt = round_trip(a, &b);
+    assert!(rtt >= delay && rtt < delay * 2, "one way only: {rtt:?}");
+}
+
+#[netns_test(seed = 7)]
+fn loss_is_seeded_and_the_same_seed_drops_the_same_datagrams() {
+    assert_eq!(netns_test_runtime::seed(), 7);
+    let lost = |port| {
+        let (a2, b) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+        let wire = wired(&a2, &b);
+        wire.set_conditions(Conditions::new().loss(0.1)).unwrap();
+        let received: BTreeSet<u32> = numbered(&a2, &b, 10_000, port).into_iter().collect();
+        let lost: Vec<u32> = (0..10_000).filter(|n| !received.contains(n)).collect();
+        let counted = wire.counters_from("a0").unwrap().lost;
+        (lost, counted)
+    };
+    let (first, counted) = lost(4000);
+    assert_eq!(first.len() as u64, counted, "every loss is the relay's");
+    // Within the binomial 99.9 % interval of 10 % of 10,000: ±3.29 σ.
+    assert!((901..=1099).contains(&first.len()), "{}", first.len());
+    let (second, _) = lost(4000);
+    assert_eq!(
+        first, second,
+        "the same seed and traffic lose the same datagrams"
+    );
+    let (other_flow, _) = lost(4001);
+    assert_ne!(first, other_flow, "another flow draws its own");
+}
+
+#[netns_test]
+fn duplicates_arrive_twice_and_jitter_keeps_order(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    wire.set_conditions(Conditions::new().duplicate(0.2))
+        .unwrap();
+    let received = numbered(a, &b, 1000, 4100);
+    let duplicated = wire.counters_from("a0").unwrap().duplicated;
+    assert!((120..=280).contains(&duplicated), "{duplicated}");
+    assert_eq!(received.len() as u64, 1000 + duplicated);
+    wire.set_conditions(
+        Conditions::new()
+            .delay(Duration::from_millis(5))
+            .jitter(Duration::from_millis(4)),
+    )
+    .unwrap();
+    let received = numbered(a, &b, 500, 4101);
+    assert_eq!(
+        received,
+        (0..500).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+}
+
+#[netns_test]
+fn reorder_sends_some_ahead(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    wire.set_conditions(
+        Conditions::new()
+            .delay(Duration::from_millis(10))
+            .reorder(0.25),
+    )
+    .unwrap();
+    let received = numbered(a, &b, 400, 4200);
+    assert_eq!(received.len(), 400);
+    let overtaking = received.windows(2).filter(|pair| pair[1] < pair[0]).count();
+    let reordered = wire.counters_from("a0").unwrap().reordered;
+    assert!(reordered > 40 && overtaking > 0, "{reordered} {overtaking}");
+}
+
+#[netns_test]
+fn the_rate_spaces_packets_and_a_full_queue_drops(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    // Neighbours first: datagrams sent before 10.1.0.2 is resolved wait in
+    // a queue of the kernel's that holds fewer than 100.
+    assert_eq!(numbered(a, &b, 1, 4299), [0]);
+    // 100 datagrams of 1,000 bytes at 4 Mbit/s: at least 0.2 s.
+    wire.set_conditions(Conditions::new().rate(4_000_000))
+        .unwrap();
+    let receiver = udp(&b, "10.1.0.2:4300");
+    let sender = udp(a, "10.1.0.1:0");
+    let start = Instant::now();
+    for _ in 0..100 {
+        sender.send_to(&[0u8; 1000 - 42], "10.1.0.2:4300").unwrap();
+    }
+    let mut buffer = [0u8; 2048];
+    for _ in 0..100 {
+        receiver.recv(&mut buffer).expect("every datagram arrives");
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(195),
+        "{:?}",
+        start.elapsed()
+    );
+    wire.set_conditions(Conditions::new().rate(1_000_000).queue(10))
+        .unwrap();
+    for _ in 0..100 {
+        sender.send_to(&[0u8; 958], "10.1.0.2:4300").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let full = wire.counters_from("a0").unwrap().queue_full;
+    assert!(full >= 80, "{full}");
+}
+
+#[netns_test]
+fn partitions_cut_both_ways_or_one_and_heal(a: &NetNs) {
+    use std::io::{Read, Write};
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    let listener = b
+        .run(|| std::net::TcpListener::bind("10.1.0.2:9001"))
+        .unwrap()
+        .unwrap();
+    let mut client = std::net::TcpStream::connect("10.1.0.2:9001").unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    wire.partition().unwrap();
+    assert!(
+        numbered(a, &b, 20, 4400).is_empty(),
+        "nothing crosses a cut"
+    );
+    client.write_all(b"across the cut").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    wire.heal().unwrap();
+    let mut received = [0u8; 14];
+    server
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    server
+        .read_exact(&mut received)
+        .expect("TCP delivers once healed");
+    assert_eq!(&received, b"across the cut");
+    assert!(wire.counters_from("a0").unwrap().partitioned >= 20);
+
+    wire.partition_from("b0").unwrap();
+    assert_eq!(numbered(a, &b, 20, 4401).len(), 20, "a0 -> b0 still passes");
+    let echo = udp(a, "10.1.0.1:4402");
+    let from_b = udp(&b, "10.1.0.2:0");
+    from_b.send_to(b"x", "10.1.0.1:4402").unwrap();
+    assert!(echo.recv(&mut [0u8; 8]).is_err(), "b0 -> a0 is cut");
+    wire.heal().unwrap();
+    from_b.send_to(b"x", "10.1.0.1:4402").unwrap();
+    echo.recv(&mut [0u8; 8]).expect("healed");
+}
+
+#[netns_test]
+fn a_change_takes_effect_for_the_next_packet(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    wire.set_conditions(Conditions::new().loss(1.0)).unwrap();
+    assert!(numbered(a, &b, 50, 4500).is_empty());
+    wire.set_conditions(Conditions::new()).unwrap();
+    assert_eq!(numbered(a, &b, 50, 4501).len(), 50);
+}
+
+#[netns_test]
+fn bad_values_are_refused_naming_the_field(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    for (conditions, field) in [
+        (Conditions::new().loss(1.5), "loss"),
+        (Conditions::new().duplicate(-0.1), "duplicate"),
+        (Conditions::new().reorder(f64::NAN), "reorder"),
+        (Conditions::new().rate(0), "rate"),
+        (Conditions::new().rate(1000).queue(0), "queue"),
+    ] {
+        let refused = wire.set_conditions(conditions).unwrap_err();
+        assert!(
+            matches!(&refused, Error::BadConditions { field: f, .. } if *f == field),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains(&format!("`{field}`")),
+            "{refused}"
+        );
+    }
+    let not_an_end = wire.partition_from("c0").unwrap_err();
+    assert_eq!(
+        not_an_end.to_string(),
+        "`c0` is no end of wire a0 <-> b0: name one of its two links"
+    );
+}
+
+mod fixture {
+    use super::*;
+
+    /// Prints the datagrams a lossy wire lost, and fails, to show its
+    /// report.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn prints_what_a_lossy_wire_lost(a: &NetNs) {
+        let b = NetNs::named("server").unwrap();
+        let wire = wired(a, &b);
+        wire.set_conditions(Conditions::new().loss(0.2)).unwrap();
+        wire.set_conditions_from("b0", Conditions::new().delay(Duration::from_millis(1)))
+            .unwrap();
+        let received: BTreeSet<u32> = numbered(a, &b, 500, 4600).into_iter().collect();
+        let lost: Vec<u32> = (0..500).filter(|n| !received.contains(n)).collect();
+        println!("lost: {lost:?}");
+        panic!("fails to show the report");
+    }
+}
+
+/// The same seed, set from the environment, replays the same draws in a
+/// new process; another seed draws others. The report names the wire, its
+/// conditions and counters, and the seed with the line that replays it.
+#[test]
+fn the_environment_seed_replays_a_failure() {
+    let name = "fixture::prints_what_a_lossy_wire_lost";
+    let run = |seed: &str| -> Report {
+        run_fixtures(
+            name,
+            &["--ignored", "--exact", "--nocapture"],
+            &[("NETNS_TEST_SEED", seed)],
+        )
+    };
+    let lost = |report: &Report| -> String {
+        report
+            .output
+            .lines()
+            .find(|line| line.starts_with("lost: "))
+            .unwrap_or_else(|| panic!("no losses printed:\n{}", report.output))
+            .to_owned()
+    };
+    let first = run("1234");
+    assert_eq!(first.status(name), "FAILED", "{}", first.output);
+    let again = run("1234");
+    assert_eq!(lost(&first), lost(&again));
+    assert_ne!(lost(&first), lost(&run("1235")));
+    let output = &first.output;
+    for line in [
+        "  wire a0 <-> b0 (seed 1234)",
+        "    from a0     loss 20%: passed ",
+        "    from b0     delay 1ms: passed ",
+        "netns-test: its seed was 1234; replay it with NETNS_TEST_SEED=1234 cargo test -- fixture::prints_what_a_lossy_wire_lost --exact",
+        "  server: made by NetNs::named",
+    ] {
+        assert!(output.contains(line), "{line:?} is not in:\n{output}");
+    }
+    let bad = run("seven");
+    assert!(
+        bad.output
+            .contains("NETNS_TEST_SEED=\"seven\" is not understood"),
+        "{}",
+        bad.output
+    );
+}
