@@ -19,7 +19,9 @@
 //! - the same netns and plain suites under `cargo nextest run` as root and
 //!   as uid 65534, for what rootless adds per test against root;
 //! - the 500 netns tests with packet capture off and on, by wall time and
-//!   by the most descriptors held at once.
+//!   by the most descriptors held at once;
+//! - a wire beside a plain veth pair (round trips, TCP goodput), and the
+//!   wire's delay, loss and rate as measured (`-- wire` runs these alone).
 //!
 //! It prints every median and the ratios the targets of `docs/speed.md` are
 //! stated in. It asserts nothing: the machine is noisy, and the numbers are
@@ -40,7 +42,13 @@ struct Measured {
     parallel_wall: Option<Duration>,
 }
 
+mod wire;
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("wire") {
+        wire::rows();
+        return;
+    }
     let speed = speed_binary();
     println!("netns-test benchmark on {}\n", machine());
 
@@ -175,6 +183,7 @@ fn main() {
     capture_rows(&speed);
     caught_panics_row(&speed);
     rootless_nextest_rows();
+    wire::rows();
 }
 
 /// A test that catches 200 panics and passes, against a plain function that

@@ -311,8 +311,72 @@ fn bad_values_are_refused_naming_the_field(a: &NetNs) {
     );
 }
 
+#[netns_test]
+fn a_dropped_handle_leaves_the_wire_and_its_conditions(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    wired(a, &b)
+        .set_conditions(Conditions::new().loss(1.0))
+        .unwrap();
+    assert!(numbered(a, &b, 20, 4700).is_empty(), "still lossy");
+    let links: Vec<String> = b.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert_eq!(links, ["lo", "b0"]);
+}
+
+/// What the capture of a failed fixture shows: a datagram cut by a
+/// partition is on the sending end, and not on the other.
+#[test]
+fn the_capture_shows_a_dropped_datagram_on_one_end_only() {
+    use netns_test_tests::pcap::{interface_holds, read_capture, reported_capture};
+    let dir = std::env::temp_dir().join(format!("netns-test-wire-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "fixture::sends_across_a_cut_and_fails";
+    let report = run_fixtures(
+        name,
+        &["--ignored", "--exact"],
+        &[
+            ("NETNS_TEST_CAPTURE", "failed"),
+            ("NETNS_TEST_CAPTURE_DIR", dir.to_str().unwrap()),
+        ],
+    );
+    let interfaces = read_capture(&reported_capture(report.failure_output(name)));
+    assert!(
+        interface_holds(&interfaces, "test/a0", CUT),
+        "{interfaces:?}"
+    );
+    assert!(
+        interface_holds(&interfaces, "server/b0", PASSED),
+        "{interfaces:?}"
+    );
+    assert!(
+        !interface_holds(&interfaces, "server/b0", CUT),
+        "{interfaces:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the capture fixture sends: one datagram before a partition, one
+/// during it.
+const PASSED: &[u8] = b"datagram-before-the-cut-5d1e";
+const CUT: &[u8] = b"datagram-during-the-cut-a93f";
+
 mod fixture {
     use super::*;
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn sends_across_a_cut_and_fails(a: &NetNs) {
+        let b = NetNs::named("server").unwrap();
+        let wire = wired(a, &b);
+        let receiver = udp(&b, "10.1.0.2:4800");
+        let sender = udp(a, "10.1.0.1:0");
+        sender.send_to(PASSED, "10.1.0.2:4800").unwrap();
+        receiver.recv(&mut [0u8; 64]).expect("before the cut");
+        wire.partition_from("a0").unwrap();
+        sender.send_to(CUT, "10.1.0.2:4800").unwrap();
+        assert!(receiver.recv(&mut [0u8; 64]).is_err(), "cut");
+        panic!("fails to keep the capture");
+    }
 
     /// Prints the datagrams a lossy wire lost, and fails, to show its
     /// report.
