@@ -7,19 +7,26 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use netns_test_runtime::{Conditions, NetNs, netns_test};
+use netns_test_runtime::{Conditions, NetNs, Wire, netns_test};
 
-/// A client that asks a UDP server and retries until it has an answer: it
-/// gets every answer over a link that loses 5 % of packets each way and
-/// takes 50 ms.
-#[netns_test]
-fn a_udp_client_retries_over_a_lossy_link(client: &NetNs) -> std::io::Result<()> {
+/// A namespace named `server`, and a wire to it from `client`: `c0`
+/// (10.0.0.1) to `s0` (10.0.0.2), both up.
+fn wired_to_a_server(client: &NetNs) -> std::io::Result<(NetNs, Wire)> {
     let server = NetNs::named("server")?;
     let wire = client.add_wire("c0", &server, "s0")?;
     client.add_address("c0", "10.0.0.1/24".parse()?)?;
     server.add_address("s0", "10.0.0.2/24".parse()?)?;
     client.set_link_up("c0")?;
     server.set_link_up("s0")?;
+    Ok((server, wire))
+}
+
+/// A client that asks a UDP server and retries until it has an answer: it
+/// gets every answer over a link that loses 5 % of packets each way and
+/// takes 50 ms.
+#[netns_test]
+fn a_udp_client_retries_over_a_lossy_link(client: &NetNs) -> std::io::Result<()> {
+    let (server, wire) = wired_to_a_server(client)?;
     wire.set_conditions(
         Conditions::new()
             .delay(Duration::from_millis(50))
@@ -77,12 +84,7 @@ fn ask_forty(client: UdpSocket) -> std::io::Result<u32> {
 /// arrives once the link heals, by TCP's retransmission.
 #[netns_test]
 fn a_tcp_connection_survives_a_partition(client: &NetNs) -> std::io::Result<()> {
-    let server = NetNs::named("server")?;
-    let wire = client.add_wire("c0", &server, "s0")?;
-    client.add_address("c0", "10.0.0.1/24".parse()?)?;
-    server.add_address("s0", "10.0.0.2/24".parse()?)?;
-    client.set_link_up("c0")?;
-    server.set_link_up("s0")?;
+    let (server, wire) = wired_to_a_server(client)?;
 
     let listener = server.run(|| TcpListener::bind("10.0.0.2:8080"))??;
     let mut stream = TcpStream::connect("10.0.0.2:8080")?;

@@ -158,6 +158,8 @@
 //! - `#[netns_test(threads = N)]`: async tests run on a multi-thread runtime
 //!   with N workers, instead of a current-thread runtime.
 //! - `#[netns_test(timeout = "10s")]`: fail the test after this long.
+//! - `#[netns_test(seed = 7)]`: the seed of the test's draws (a [`Wire`]'s
+//!   loss, duplication, jitter and reordering; see [`seed`]).
 //! - `#[netns_test(sysfs)]`: give the test a private mount namespace with a
 //!   sysfs of its network namespace on `/sys`, and `/proc/net` showing it.
 //! - `#[netns_test(process)]`: run the test in a process of its own,
@@ -166,6 +168,8 @@
 //! - `#[netns_test(crate = "path")]`: where this crate is, when re-exported.
 //! - `NETNS_TEST_MODE=thread|helper|process`: force a mode.
 //! - `NETNS_TEST_TIMEOUT=30s`: the default timeout.
+//! - `NETNS_TEST_SEED=7`: the seed of every test, over its own: replays a
+//!   failure whose report printed seed 7.
 //! - `NETNS_TEST_UNAVAILABLE=skip`: pass, with a loud line, the tests that
 //!   cannot get a namespace, instead of failing them (`fail`, the default).
 //!
