@@ -224,7 +224,10 @@ impl TestCapture {
             let frame = match received {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    self.sources[index].position = Some(started);
+                    // Never back: a clock set back makes packets late,
+                    // not held until it catches up.
+                    let position = &mut self.sources[index].position;
+                    *position = (*position).max(Some(started));
                     return Ok(false);
                 }
                 Err(errno) => return Err(capture_error("read a captured packet", errno)),
