@@ -15,7 +15,6 @@ use nix::sched::{CloneFlags, setns, unshare};
 use crate::error::{Error, NetlinkError};
 use crate::fault::{self, Fault};
 use crate::netlink::{self, LazyRtnl, Rtnl};
-use crate::seed;
 
 /// `SIOCGSKNS` (`linux/sockios.h`, Linux 4.9): a socket's network namespace.
 const SIOCGSKNS: u32 = 0x894C;
@@ -404,12 +403,10 @@ impl NetNs {
         F: FnOnce() -> T + Send,
         T: Send,
     {
-        let seed = seed::inherited();
         thread::scope(|scope| {
             let joined = thread::Builder::new()
                 .name("netns-test-run".into())
                 .spawn_scoped(scope, || {
-                    seed::inherit(seed);
                     self.join_here()?;
                     Ok(f())
                 })
@@ -446,11 +443,9 @@ impl NetNs {
             rtnl: LazyRtnl::default(),
         };
         let (entered, outcome) = mpsc::sync_channel(1);
-        let seed = seed::inherited();
         let handle = thread::Builder::new()
             .name("netns-test-spawn".into())
             .spawn(move || {
-                seed::inherit(seed);
                 let joined = ns.join_here();
                 let failed = joined.is_err();
                 // `spawn` waits for this message, so the receiver is there.

@@ -4,14 +4,12 @@
 //!
 //! The seed is decided once per test, in the test process ([`Plan`]):
 //! `NETNS_TEST_SEED` if set, else the attribute's `seed = N`, else a random
-//! one. Where the body runs, it is planted for the test's namespace: the
-//! body's thread, the threads [`NetNs::run`] and [`NetNs::spawn`] start
-//! from it, and any thread in the test's namespace (an async runtime's
-//! workers) read it.
+//! one. Where the body runs, it is planted for the test's namespace and for
+//! each namespace the test makes: the body's thread, and any thread in one
+//! of those namespaces (an async runtime's workers, a thread of
+//! `NetNs::run`), read it.
 //!
 //! [`Plan`]: crate::plan::Plan
-//! [`NetNs::run`]: crate::NetNs::run
-//! [`NetNs::spawn`]: crate::NetNs::spawn
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +19,7 @@ use crate::netns::NsKey;
 
 /// A test's seed, and whether anything drew from it.
 #[derive(Debug, Clone)]
-pub(crate) struct Entry {
+struct Entry {
     seed: u64,
     used: Arc<AtomicBool>,
 }
@@ -58,7 +56,7 @@ pub fn seed() -> u64 {
 
 /// The seed of the test the calling thread works for.
 pub(crate) fn current() -> u64 {
-    if let Some(entry) = inherited() {
+    if let Some(entry) = CURRENT.with(|current| current.borrow().clone()) {
         return entry.read();
     }
     let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
@@ -77,7 +75,6 @@ pub(crate) fn current() -> u64 {
 /// A seed planted for a test's namespace; removed when dropped.
 #[derive(Debug)]
 pub(crate) struct Planted {
-    key: NsKey,
     entry: Entry,
 }
 
@@ -89,12 +86,20 @@ impl Planted {
             seed,
             used: Arc::new(AtomicBool::new(false)),
         };
-        inherit(Some(entry.clone()));
+        CURRENT.with(|current| *current.borrow_mut() = Some(entry.clone()));
         RUNNING
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((key, entry.clone()));
-        Planted { key, entry }
+        Planted { entry }
+    }
+
+    /// Plants the seed for `key` too: a namespace the test made.
+    pub(crate) fn add(&self, key: NsKey) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((key, self.entry.clone()));
     }
 
     /// The seed, where anything drew from it (a wire was made, or
@@ -110,19 +115,7 @@ impl Planted {
 impl Drop for Planted {
     fn drop(&mut self) {
         let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-        running.retain(|(key, _)| key.differs_from(self.key));
-    }
-}
-
-/// The calling thread's seed, to plant in a thread it starts.
-pub(crate) fn inherited() -> Option<Entry> {
-    CURRENT.with(|current| current.borrow().clone())
-}
-
-/// Plants a seed [`inherited`] from the thread that started this one.
-pub(crate) fn inherit(entry: Option<Entry>) {
-    if entry.is_some() {
-        CURRENT.with(|current| *current.borrow_mut() = entry);
+        running.retain(|(_, entry)| !Arc::ptr_eq(&entry.used, &self.entry.used));
     }
 }
 

@@ -135,6 +135,12 @@ fn delay_is_never_shorter_than_set_both_ways_or_one_way(a: &NetNs) {
 #[netns_test(seed = 7)]
 fn loss_is_seeded_and_the_same_seed_drops_the_same_datagrams() {
     assert_eq!(netns_test_runtime::seed(), 7);
+    let made = NetNs::new().unwrap();
+    let elsewhere = made.run(netns_test_runtime::seed).unwrap();
+    assert_eq!(
+        elsewhere, 7,
+        "a thread in a namespace the test made reads its seed"
+    );
     let lost = |port| {
         let (a2, b) = (NetNs::new().unwrap(), NetNs::new().unwrap());
         let wire = wired(&a2, &b);

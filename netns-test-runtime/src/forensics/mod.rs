@@ -460,6 +460,7 @@ impl Evidence {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(key);
+        self.seed.add(key);
         OPEN.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((key, Arc::downgrade(self)));
