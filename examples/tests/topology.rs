@@ -56,23 +56,29 @@ fn tcp_across_a_veth_pair(server_ns: &NetNs) {
     assert_eq!(reply.join().unwrap().unwrap(), "you said GET /");
 }
 
-/// Client (10.20.1.0/24) -> router -> server (10.20.2.0/24): the router
-/// forwards only once `net.ipv4.ip_forward` is on.
-#[netns_test]
-fn through_a_router(router: &NetNs) {
-    let (client, server) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+/// Joins `router` to `client` (10.20.1.0/24: `rc0`, `c0`) and to `server`
+/// (10.20.2.0/24: `rs0`, `s0`).
+fn between(router: &NetNs, client: &NetNs, server: &NetNs) {
     link(
         router,
         ("rc0", "10.20.1.1/24"),
-        &client,
+        client,
         ("c0", "10.20.1.2/24"),
     );
     link(
         router,
         ("rs0", "10.20.2.1/24"),
-        &server,
+        server,
         ("s0", "10.20.2.2/24"),
     );
+}
+
+/// Client (10.20.1.0/24) -> router -> server (10.20.2.0/24): the router
+/// forwards only once `net.ipv4.ip_forward` is on.
+#[netns_test]
+fn through_a_router(router: &NetNs) {
+    let (client, server) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+    between(router, &client, &server);
     client
         .add_default_route("10.20.1.1".parse().unwrap())
         .unwrap();
@@ -113,6 +119,53 @@ fn through_a_router(router: &NetNs) {
     let mut buffer = [0; 6];
     accepted.read_exact(&mut buffer).unwrap();
     assert_eq!(&buffer, b"routed");
+}
+
+/// The same, in IPv6 and IPv4 at once (dual-stack): a router made a moment
+/// ago forwards the first packet of each family. netns-test makes a
+/// namespace's links without duplicate address detection, and
+/// `set_link_up` and `add_address` return once their addresses are ready,
+/// so no packet waits on the kernel's neighbour discovery.
+#[netns_test]
+fn dual_stack_through_a_router(router: &NetNs) {
+    let (client, server) = (
+        NetNs::named("client").unwrap(),
+        NetNs::named("server").unwrap(),
+    );
+    between(router, &client, &server);
+    for (ns, end, address) in [
+        (router, "rc0", "fd00:1::1/64"),
+        (&client, "c0", "fd00:1::2/64"),
+        (router, "rs0", "fd00:2::1/64"),
+        (&server, "s0", "fd00:2::2/64"),
+    ] {
+        ns.add_address(end, prefix(address)).unwrap();
+    }
+    router.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
+    router
+        .set_sysctl("net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    for gateway in ["10.20.1.1", "fd00:1::1"] {
+        client.add_default_route(gateway.parse().unwrap()).unwrap();
+    }
+    for gateway in ["10.20.2.1", "fd00:2::1"] {
+        server.add_default_route(gateway.parse().unwrap()).unwrap();
+    }
+    for (listen, connect) in [
+        ("10.20.2.2:8080", "10.20.2.2:8080"),
+        ("[fd00:2::2]:8080", "[fd00:2::2]:8080"),
+    ] {
+        let listener = server.run(|| TcpListener::bind(listen)).unwrap().unwrap();
+        let mut stream = client
+            .run(|| TcpStream::connect(connect))
+            .unwrap()
+            .expect("connect through the router");
+        let (mut accepted, _) = listener.accept().unwrap();
+        stream.write_all(b"routed").unwrap();
+        let mut buffer = [0; 6];
+        accepted.read_exact(&mut buffer).unwrap();
+        assert_eq!(&buffer, b"routed");
+    }
 }
 
 /// A UDP datagram larger than the link's MTU is fragmented by the sender and

@@ -254,7 +254,7 @@ pub enum Error {
     },
     /// A link did not become ready in time.
     #[error(
-        "{step}: not ready after {waited:?}; the kernel's link-watch work did not run in time: is the machine overloaded?"
+        "{step}: not ready after {waited:?}; the kernel's deferred work (link watch, address setup) did not run in time: is the machine overloaded?"
     )]
     NotReady {
         /// The operation, e.g. `bring link a0 up`.

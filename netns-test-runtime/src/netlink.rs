@@ -49,6 +49,20 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// Opens an rtnetlink socket in the calling thread's network namespace
+    /// whose requests the kernel checks strictly (`NETLINK_GET_STRICT_CHK`,
+    /// Linux 4.20): only such a socket may dump another namespace's
+    /// addresses (`IFA_TARGET_NETNSID`), and have the dump filtered by link.
+    pub(crate) fn open_strict() -> Result<Self, NetlinkError> {
+        let rtnl = Self::open()?;
+        rtnl.socket
+            .set_netlink_get_strict_chk(true)
+            .map_err(NetlinkError::Socket)?;
+        Ok(rtnl)
+    }
+}
+
 impl SockDiag {
     /// Opens a sock_diag socket in the calling thread's network namespace.
     pub(crate) fn open() -> Result<Self, NetlinkError> {

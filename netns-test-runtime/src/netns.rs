@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::panic;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 
@@ -195,6 +196,8 @@ pub struct NetNs {
     name: Option<Arc<str>>,
     /// The rtnetlink socket of the topology operations, opened inside.
     pub(crate) rtnl: LazyRtnl,
+    /// Whether the links made in it skip duplicate address detection yet.
+    pub(crate) ipv6_settled: AtomicBool,
 }
 
 impl std::fmt::Debug for NetNs {
@@ -243,6 +246,7 @@ impl NetNs {
             },
             name: None,
             rtnl: LazyRtnl::default(),
+            ipv6_settled: AtomicBool::new(false),
         })
     }
 
@@ -273,6 +277,7 @@ impl NetNs {
             id: self.id,
             name: self.name.clone(),
             rtnl: LazyRtnl::default(),
+            ipv6_settled: AtomicBool::new(false),
         })
     }
 
@@ -441,6 +446,7 @@ impl NetNs {
             id: self.id,
             name: None,
             rtnl: LazyRtnl::default(),
+            ipv6_settled: AtomicBool::new(false),
         };
         let (entered, outcome) = mpsc::sync_channel(1);
         let handle = thread::Builder::new()

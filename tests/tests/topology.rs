@@ -500,3 +500,115 @@ fn wait_for_listener_waits_for_a_server(a: &NetNs) {
         std::io::ErrorKind::TimedOut
     );
 }
+
+/// The multicast groups the links of `ns` have joined, as
+/// `/proc/net/igmp6` lists them.
+fn solicited_node_groups(ns: &NetNs) -> String {
+    ns.run(|| std::fs::read_to_string("/proc/thread-self/net/igmp6"))
+        .unwrap()
+        .expect("read igmp6")
+}
+
+/// The solicited-node multicast group of `address`, as `igmp6` writes it.
+fn solicited_node_group(address: std::net::Ipv6Addr) -> String {
+    let [.., a, b, c] = address.octets();
+    format!("ff0200000000000000000001ff{a:02x}{b:02x}{c:02x}")
+}
+
+/// How many times the IPv6 router test builds its network afresh.
+const ROUTER_ROUNDS: usize = 200;
+
+/// IPv6 through a router made a moment ago works at once, 200 times over:
+/// when the calls return, no address is tentative (a router solicits its
+/// neighbours from its link-local address, and sends nothing while it is
+/// tentative), every address has joined its solicited-node group (a
+/// neighbour solicitation that comes before is dropped, and retried a
+/// second later), and a datagram goes through and back.
+#[netns_test]
+fn ipv6_through_a_router_made_a_moment_ago() {
+    for round in 0..ROUTER_ROUNDS {
+        let client = NetNs::named("client").unwrap();
+        let router = NetNs::named("router").unwrap();
+        let server = NetNs::named("server").unwrap();
+        router
+            .set_sysctl("net.ipv6.conf.all.forwarding", "1")
+            .unwrap();
+        client.add_veth("c0", &router, "r0").unwrap();
+        router.add_veth("r1", &server, "s0").unwrap();
+        for (ns, link) in [
+            (&client, "c0"),
+            (&router, "r0"),
+            (&router, "r1"),
+            (&server, "s0"),
+        ] {
+            ns.set_link_up(link).unwrap();
+        }
+        for (ns, link, address) in [
+            (&client, "c0", "fd00:1::2/64"),
+            (&router, "r0", "fd00:1::1/64"),
+            (&router, "r1", "fd00:2::1/64"),
+            (&server, "s0", "fd00:2::2/64"),
+        ] {
+            ns.add_address(link, prefix(address)).unwrap();
+            // At once: a solicitation may come the moment the call returns.
+            let groups = solicited_node_groups(ns);
+            let IpAddr::V6(v6) = prefix(address).address() else {
+                unreachable!("an IPv6 prefix")
+            };
+            assert!(
+                groups.contains(&solicited_node_group(v6)),
+                "round {round}: {address} has not joined its group when add_address returns:\n{groups}"
+            );
+        }
+        client.add_default_route(addr("fd00:1::1")).unwrap();
+        server.add_default_route(addr("fd00:2::1")).unwrap();
+
+        for ns in [&client, &router, &server] {
+            let addresses = ip_in(ns, &["-6", "-o", "address", "show"]);
+            assert!(
+                !addresses.contains("tentative"),
+                "round {round}: {ns:?}:\n{addresses}"
+            );
+            let link_locals = addresses.matches("scope link").count();
+            let links = if std::ptr::eq(ns, &router) { 2 } else { 1 };
+            assert_eq!(link_locals, links, "round {round}: {ns:?}:\n{addresses}");
+            let groups = solicited_node_groups(ns);
+            for link in ns.links().unwrap() {
+                for address in &link.addresses {
+                    let IpAddr::V6(v6) = address.address() else {
+                        continue;
+                    };
+                    if v6.is_loopback() {
+                        continue;
+                    }
+                    let group = solicited_node_group(v6);
+                    assert!(
+                        groups.contains(&group),
+                        "round {round}: {ns:?} {v6} has not joined {group}:\n{groups}"
+                    );
+                }
+            }
+        }
+
+        let echo = server
+            .run(|| std::net::UdpSocket::bind("[fd00:2::2]:7"))
+            .unwrap()
+            .unwrap();
+        let asked = client
+            .run(|| {
+                let socket = std::net::UdpSocket::bind("[fd00:1::2]:0").unwrap();
+                socket.send_to(b"ping", "[fd00:2::2]:7").unwrap();
+                socket
+            })
+            .unwrap();
+        echo.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buffer = [0u8; 8];
+        let (length, from) = echo.recv_from(&mut buffer).expect("through the router");
+        echo.send_to(&buffer[..length], from).unwrap();
+        asked
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        asked.recv(&mut buffer).expect("and back");
+    }
+}

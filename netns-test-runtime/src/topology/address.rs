@@ -39,7 +39,10 @@ impl NetNs {
     /// which would keep it tentative, and `bind` to it failing with
     /// `AddrNotAvailable`, for about two seconds after its link is up; in a
     /// namespace the test made, nothing else can hold it. To have it, call
-    /// [`NetNs::add_address_with_dad`].
+    /// [`NetNs::add_address_with_dad`]. The call returns once the kernel
+    /// has installed the address (joined its solicited-node group, and put
+    /// its local route in), so that the first neighbour solicitation for it
+    /// is answered.
     ///
     /// ```
     /// # fn main() -> Result<(), netns_test_runtime::Error> {
@@ -63,6 +66,7 @@ impl NetNs {
     /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
     pub fn add_address(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
         let mut message = self.address_message(link, prefix)?;
+        let index = message.header.index;
         if prefix.address.is_ipv6() {
             message.header.flags = AddressHeaderFlags::Nodad;
             message
@@ -73,8 +77,13 @@ impl NetNs {
             format_args!("add address {prefix} to {link}"),
             RouteNetlinkMessage::NewAddress(message),
             Request::Create,
-        )
-        .map(drop)
+        )?;
+        match prefix.address {
+            // Usable as a source at once, but not yet joined to its
+            // solicited-node group (see `ipv6.rs`).
+            std::net::IpAddr::V6(address) => self.wait_until_installed(link, index, address),
+            std::net::IpAddr::V4(_) => Ok(()),
+        }
     }
 
     /// Adds an address as [`NetNs::add_address`] does, but with the kernel's
@@ -101,6 +110,12 @@ impl NetNs {
     /// [`Error::Netlink`], e.g. `EEXIST` when the link has it already.
     pub fn add_address_with_dad(&self, link: &str, prefix: IpPrefix) -> Result<(), Error> {
         let message = self.address_message(link, prefix)?;
+        if prefix.address.is_ipv6() {
+            // Links made here skip detection (see `ipv6.rs`): this one
+            // does not.
+            let sysctl = format!("net.ipv6.conf.{}.accept_dad", link.replace('.', "/"));
+            self.set_sysctl(&sysctl, "1")?;
+        }
         self.request(
             format_args!("add address {prefix} to {link}"),
             RouteNetlinkMessage::NewAddress(message),

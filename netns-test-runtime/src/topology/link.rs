@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_utils::nla::DefaultNla;
 use nix::errno::Errno;
@@ -34,11 +34,16 @@ struct LinkState {
     ready: bool,
     /// A veth's peer: its index, and the id of its namespace if another.
     peer: Option<(u32, Option<i32>)>,
+    /// It gets a link-local address at carrier, valid at once: IPv6 is on,
+    /// the kernel makes its link-local, and duplicate address detection
+    /// is off (see `ipv6.rs`).
+    link_local: bool,
 }
 
 impl LinkState {
     fn of(link: &LinkMessage) -> LinkState {
         let (mut ready, mut veth, mut peer, mut nsid) = (true, false, None, None);
+        let mut link_local = false;
         for attribute in &link.attributes {
             match attribute {
                 LinkAttribute::OperState(state) => {
@@ -51,6 +56,7 @@ impl LinkState {
                 }
                 LinkAttribute::Link(index) => peer = Some(*index),
                 LinkAttribute::LinkNetNsId(id) => nsid = Some(*id),
+                LinkAttribute::AfSpecUnspec(specs) => link_local = gets_link_local(specs),
                 _ => {}
             }
         }
@@ -58,6 +64,7 @@ impl LinkState {
             carrier: link.header.flags.contains(LinkFlags::LowerUp),
             ready,
             peer: peer.filter(|_| veth).map(|peer| (peer, nsid)),
+            link_local,
         }
     }
 
@@ -65,6 +72,30 @@ impl LinkState {
     fn ready_or_waiting(self) -> bool {
         self.ready || !self.carrier
     }
+}
+
+/// Whether a link whose IPv6 settings are `specs` gets a link-local
+/// address that is valid at once: IPv6 on, an address generation mode that
+/// makes one (not `none`, 1), and no duplicate address detection.
+fn gets_link_local(specs: &[AfSpecUnspec]) -> bool {
+    let inet6 = specs.iter().find_map(|spec| match spec {
+        AfSpecUnspec::Inet6(inet6) => Some(inet6),
+        _ => None,
+    });
+    let Some(inet6) = inet6 else {
+        return false;
+    };
+    let mut gets = false;
+    for setting in inet6 {
+        match setting {
+            AfSpecInet6::DevConf(conf) => {
+                gets = conf.disable_ipv6 == 0 && conf.accept_dad == 0 && conf.addr_gen_mode != 1;
+            }
+            AfSpecInet6::AddrGenMode(1) => return false,
+            _ => {}
+        }
+    }
+    gets
 }
 
 /// Links.
@@ -252,11 +283,18 @@ impl NetNs {
             let ready = match here {
                 LinkState { carrier: false, .. } => return Ok(()),
                 LinkState { ready: false, .. } => false,
+                _ if here.link_local && !self.link_local_valid(index, None)? => false,
                 LinkState { peer: None, .. } => true,
                 LinkState {
                     peer: Some((peer, nsid)),
                     ..
-                } => self.state_of(name, peer, nsid)?.ready_or_waiting(),
+                } => {
+                    let there = self.state_of(name, peer, nsid)?;
+                    there.ready_or_waiting()
+                        && !(there.carrier
+                            && there.link_local
+                            && !self.link_local_valid(peer, nsid)?)
+                }
             };
             if ready {
                 return Ok(());

@@ -22,6 +22,7 @@ impl NetNs {
         name: &str,
         info: Vec<LinkInfo>,
     ) -> Result<(), Error> {
+        self.settle_ipv6()?;
         let mut link = LinkMessage::default();
         link.attributes.push(LinkAttribute::IfName(name.to_owned()));
         link.attributes.push(LinkAttribute::LinkInfo(info));
@@ -143,6 +144,8 @@ impl NetNs {
     ///
     /// [`Error::Netlink`], e.g. `add veth a0 <-> b0: File exists (EEXIST)`.
     pub fn add_veth(&self, name: &str, peer: &NetNs, peer_name: &str) -> Result<(), Error> {
+        // The peer takes the defaults of the namespace it is made in.
+        peer.settle_ipv6()?;
         let mut peer_link = LinkMessage::default();
         peer_link
             .attributes

@@ -14,6 +14,7 @@
 
 mod address;
 mod inspect;
+mod ipv6;
 mod link;
 mod make;
 mod observed;
