@@ -371,8 +371,72 @@ fn the_capture_shows_a_dropped_datagram_on_one_end_only() {
 const PASSED: &[u8] = b"datagram-before-the-cut-5d1e";
 const CUT: &[u8] = b"datagram-during-the-cut-a93f";
 
+/// A wire's relay ends with its test: once the test's namespaces end, no
+/// relay thread is left in the process (thread mode, where the test's body
+/// runs in this process).
+#[test]
+fn a_relay_ends_with_its_test() {
+    if !netns_test_tests::thread_mode_here() {
+        return;
+    }
+    let report = run_fixtures(
+        "fixture::",
+        &[
+            "--ignored",
+            "--test-threads=1",
+            "--exact",
+            "fixture::makes_a_wire_and_passes",
+            "fixture::then_no_relay_runs",
+        ],
+        &[("NETNS_TEST_MODE", "thread")],
+    );
+    assert_eq!(
+        report.status("fixture::makes_a_wire_and_passes"),
+        "ok",
+        "{}",
+        report.output
+    );
+    assert_eq!(
+        report.status("fixture::then_no_relay_runs"),
+        "ok",
+        "{}",
+        report.output
+    );
+}
+
 mod fixture {
     use super::*;
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn makes_a_wire_and_passes(a: &NetNs) {
+        let b = NetNs::new().unwrap();
+        let wire = wired(a, &b);
+        wire.set_conditions(Conditions::new().delay(Duration::from_millis(1)))
+            .unwrap();
+        assert_eq!(numbered(a, &b, 10, 4900).len(), 10);
+        assert_eq!(relays(), 1, "the relay runs while its test does");
+    }
+
+    /// Runs after `makes_a_wire_and_passes`, in the same process.
+    #[test]
+    #[ignore = "fixture"]
+    fn then_no_relay_runs() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while relays() > 0 {
+            assert!(Instant::now() < deadline, "a relay outlived its test");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The relay threads of this process.
+    fn relays() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "netns-test-wire")
+            .count()
+    }
 
     #[netns_test]
     #[ignore = "fixture"]

@@ -282,6 +282,9 @@ impl Evidence {
         if self.concluded.swap(true, Ordering::AcqRel) {
             return None;
         }
+        // The test is over: its wires' relays end with it (after the
+        // report below has read their counters).
+        let _wires_end = WiresEnd(&self.wires);
         let failed = match moment {
             Moment::TimedOut => true,
             Moment::Ended(outcome) => outcome.fails(self.test.should_panic),
@@ -394,6 +397,17 @@ pub(crate) fn salvage(test: &Test, plan: &Plan) -> Option<String> {
 /// calling thread, to the evidence of the test that thread belongs to:
 /// it is kept open until the test's report, and captured when the test's
 /// packets are.
+/// Ends the relays of a test's wires when dropped.
+struct WiresEnd<'a>(&'a Mutex<Vec<Arc<WireShared>>>);
+
+impl Drop for WiresEnd<'_> {
+    fn drop(&mut self) {
+        for wire in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            wire.end();
+        }
+    }
+}
+
 /// Keeps a wire just made for the report of the test the calling thread
 /// works in.
 fn adopt_wire(wire: &Arc<WireShared>) {

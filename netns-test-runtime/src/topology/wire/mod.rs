@@ -12,8 +12,9 @@
 //! it is no namespace of the test's (reports and captures show the two
 //! ends, not the relay). The relay runs on a thread of its own per wire,
 //! not on the packet service's thread, so that a wire's timing never waits
-//! on a capture's file; it ends, closing the hidden namespace, when either
-//! end's namespace ends (its port disappears with its veth pair).
+//! on a capture's file; it ends, closing the hidden namespace (and with it
+//! both veth pairs), when its test ends, or sooner when either end's
+//! namespace ends (its port disappears with its veth pair).
 //!
 //! Where a direction's conditions draw per packet (loss, duplication,
 //! reordering), the sending end's TCP and generic segmentation offloads
@@ -48,6 +49,9 @@ const APPLY_WITHIN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Wire {
     shared: Arc<Shared>,
+    /// The ends' namespaces, to turn their offloads off and on. The handle
+    /// holds them, not what the relay shares: the relay ends when they do.
+    namespaces: [NetNs; 2],
 }
 
 /// What the handle and the relay share.
@@ -62,12 +66,12 @@ pub(crate) struct Shared {
     taken: Condvar,
     /// The relay still runs.
     alive: AtomicBool,
+    /// The relay is to end: its test has.
+    ending: AtomicBool,
     /// What crossed each way: from `a`, from `b`.
     pub(crate) counters: [Arc<Counters>; 2],
     /// Wakes the relay (an eventfd).
     wake: std::os::fd::OwnedFd,
-    /// The ends' namespaces, to turn their offloads off and on.
-    namespaces: [NetNs; 2],
     /// Whether each end's segmentation offloads are off now.
     offloads_off: [AtomicBool; 2],
     /// Changes made, and taken by the relay.
@@ -134,7 +138,17 @@ impl NetNs {
     /// [`Error::Netlink`] as [`NetNs::add_veth`] (e.g. `EEXIST`);
     /// [`Error::Relay`] when the relay cannot open its sockets.
     pub fn add_wire(&self, name: &str, peer: &NetNs, peer_name: &str) -> Result<Wire, Error> {
-        relay::start(self, name, peer, peer_name).map(|shared| Wire { shared })
+        let shared = relay::start(self, name, peer, peer_name)?;
+        let clone = |ns: &NetNs| {
+            ns.try_clone().map_err(|source| Error::Duplicate {
+                step: "keep a wire's namespaces",
+                source,
+            })
+        };
+        Ok(Wire {
+            shared,
+            namespaces: [clone(self)?, clone(peer)?],
+        })
     }
 }
 
@@ -300,13 +314,20 @@ impl Wire {
             return Ok(());
         }
         let name = &shared.ends[end];
-        offload::set(&shared.namespaces[end], name, on)?;
+        offload::set(&self.namespaces[end], name, on)?;
         shared.offloads_off[end].store(!on, Ordering::Release);
         Ok(())
     }
 }
 
 impl Shared {
+    /// Ends the relay, with the test that made the wire: its hidden
+    /// namespace goes, and both ends' veth pairs with it.
+    pub(crate) fn end(&self) {
+        self.ending.store(true, Ordering::Release);
+        relay::wake(&self.wake);
+    }
+
     /// `a0 <-> b0`.
     pub(crate) fn name(&self) -> String {
         format!("{} <-> {}", self.ends[0], self.ends[1])

@@ -1,6 +1,7 @@
 //! The relay of a wire: its hidden namespace, its two ports there, and the
 //! thread that moves frames between them through each direction's
-//! [`Direction`].
+//! [`Direction`]. The relay ends when its test does ([`Shared::end`]), or
+//! when a port fails (an end's namespace ended first).
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,9 +81,9 @@ pub(super) fn start(
         control: Mutex::new(Control::default()),
         taken: Condvar::new(),
         alive: AtomicBool::new(true),
+        ending: AtomicBool::new(false),
         counters: [Arc::default(), Arc::default()],
         wake,
-        namespaces: [try_clone(a)?, try_clone(b)?],
         offloads_off: [AtomicBool::new(false), AtomicBool::new(false)],
         generation: AtomicU64::new(0),
     });
@@ -105,13 +106,6 @@ pub(super) fn start(
     Ok(shared)
 }
 
-fn try_clone(ns: &NetNs) -> Result<NetNs, Error> {
-    ns.try_clone().map_err(|source| Error::Duplicate {
-        step: "keep a wire's namespace",
-        source,
-    })
-}
-
 /// Wakes the relay, to take a change.
 pub(super) fn wake(wake: &OwnedFd) {
     let _ = nix::unistd::write(wake, &1u64.to_ne_bytes());
@@ -131,6 +125,9 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
     let mut buffer = vec![0u8; FRAME_MAX];
     let mut at_once = Vec::new();
     'relay: loop {
+        if shared.ending.load(Ordering::Acquire) {
+            break 'relay;
+        }
         let generation = shared.generation.load(Ordering::Acquire);
         if generation != taken {
             let mut control = shared
