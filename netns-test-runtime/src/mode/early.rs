@@ -130,7 +130,7 @@ fn one_test(args: &[&[u8]]) -> Option<String> {
 }
 
 /// Whether this process holds CAP_SYS_ADMIN, from `/proc/self/status`.
-fn has_cap_sys_admin() -> bool {
+pub(crate) fn has_cap_sys_admin() -> bool {
     /// CAP_SYS_ADMIN's bit in the capability sets (`linux/capability.h`).
     const CAP_SYS_ADMIN: u32 = 21;
     std::fs::read_to_string("/proc/self/status")

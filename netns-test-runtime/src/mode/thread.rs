@@ -36,8 +36,14 @@ fn guard_process(harness_ns: NsKey) {
         let _ = HARNESS_NS.set(harness_ns);
         let _ = HARNESS_PID.set(std::process::id());
         // Before the subreaper: the watchdog must be no child of this
-        // process, whose children are the bodies'.
-        watchdog::start(early::runs_one_test());
+        // process, whose children are the bodies'. Only where thread mode
+        // can work: a process without CAP_SYS_ADMIN, whose first test here
+        // is only the probe of thread mode, runs its tests on helpers,
+        // which have a reaper of their own, and keeps its memory and
+        // descriptors to itself.
+        if early::has_cap_sys_admin() {
+            watchdog::start(early::runs_one_test());
+        }
         if let Err(errno) = reaper::adopt_orphans() {
             let _ = writeln!(
                 std::io::stderr(),
