@@ -1,0 +1,429 @@
+//! NAT on a router's outside link, as RFC 4787 describes its behaviours,
+//! built with nftables over netlink (no `nft` program), in every mode,
+//! rootless included; and the router's connection tracking, read and
+//! flushed over ctnetlink.
+//!
+//! All rules live in one table of family `ip`, `netns_test`, in four base
+//! chains and one regular chain per outside link:
+//!
+//! - `postrouting` (nat, priority 100): what leaves the outside link is
+//!   masqueraded, taking the link's address. Connection tracking keeps the
+//!   inside port when it is free, and the same mapping toward every
+//!   destination: endpoint-independent mapping. [`Nat::symmetric`] asks for
+//!   a random port per connection (`NF_NAT_RANGE_PROTO_RANDOM_FULLY`):
+//!   address-and-port-dependent mapping.
+//! - `prerouting` (nat, priority -100): what arrives on the outside link
+//!   jumps to `ports_<link>`, which holds the forwarded ports' `dnat` rules
+//!   ([`NetNs::forward_port`]); with hairpinning, so does what arrives from
+//!   the inside for the outside link's address, marked to be masqueraded
+//!   on its way back in.
+//! - `forward` and `input` (filter, priority 0): the firewall. Replies
+//!   (`ct state established,related`) and forwarded ports (`ct status
+//!   dnat`) pass; everything else from the outside link is dropped, before
+//!   connection tracking confirms it, so an unsolicited packet leaves no
+//!   entry. Only replies from the exact remote endpoint a mapping was made
+//!   toward pass: address-and-port-dependent filtering.
+//!
+//! Each change is one nftables transaction (`NFNL_MSG_BATCH_BEGIN` ...
+//! `NFNL_MSG_BATCH_END`), applied whole or not at all ([`nftables`]).
+
+mod conntrack;
+mod nftables;
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+pub use conntrack::{Connection, Tuple};
+
+use crate::error::{Error, NetlinkError};
+use crate::netns::NetNs;
+use crate::topology::observed::Protocol;
+use nftables::{Batch, Ct, Hook, Meta, REG_1, REG_2, Verdict};
+
+/// The table that holds every rule of netns-test.
+const TABLE: &str = "netns_test";
+
+/// The mark of a hairpinned packet, set where it is turned back in and
+/// read where it is masqueraded.
+const HAIRPIN_MARK: u32 = 0x6e61_7400;
+
+/// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
+const ESTABLISHED_OR_RELATED: u32 = 0b110;
+
+/// `IPS_DST_NAT`: the connection's destination was translated.
+const DESTINATION_NATTED: u32 = 1 << 5;
+
+/// A NAT behaviour, after RFC 4787: how a mapping is chosen, and who may
+/// send through it. Options are builder methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use netns_test_runtime::Nat;
+///
+/// let nat = Nat::port_restricted()
+///     .hairpinning(true)
+///     .udp_timeout(Duration::from_secs(30));
+/// # let _ = nat;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nat {
+    /// A random port per connection, rather than the inside port.
+    random_ports: bool,
+    hairpinning: bool,
+    udp_timeout: Option<Duration>,
+}
+
+impl Nat {
+    /// Endpoint-independent mapping with address-and-port-dependent
+    /// filtering: one public port for an inside endpoint, whatever it
+    /// sends to, and only the endpoints it sent to may answer. The inside
+    /// port is kept when it is free (port preservation). Two peers behind
+    /// such NATs can punch holes to each other.
+    pub fn port_restricted() -> Nat {
+        Nat {
+            random_ports: false,
+            hairpinning: false,
+            udp_timeout: None,
+        }
+    }
+
+    /// Address-and-port-dependent mapping with address-and-port-dependent
+    /// filtering: a new random public port for each remote endpoint, so
+    /// that the port a rendezvous server sees is not the one a peer must
+    /// send to; hole punching between two such NATs fails.
+    pub fn symmetric() -> Nat {
+        Nat {
+            random_ports: true,
+            ..Nat::port_restricted()
+        }
+    }
+
+    /// Whether an inside host may reach a forwarded port through the
+    /// outside link's address (off by default). Such packets are turned
+    /// back in and masqueraded with the inside link's address, so that the
+    /// replies come back through the router.
+    pub fn hairpinning(self, on: bool) -> Nat {
+        Nat {
+            hairpinning: on,
+            ..self
+        }
+    }
+
+    /// How long an idle UDP mapping lives: the router's
+    /// `net.netfilter.nf_conntrack_udp_timeout` and
+    /// `nf_conntrack_udp_timeout_stream` (the kernel's defaults are 30 and
+    /// 120 seconds), whole seconds, at least one.
+    pub fn udp_timeout(self, timeout: Duration) -> Nat {
+        Nat {
+            udp_timeout: Some(timeout),
+            ..self
+        }
+    }
+}
+
+impl NetNs {
+    /// Makes this namespace a NAT, and its firewall, on its outside link
+    /// `link`: what leaves `link` takes `link`'s address, and what arrives
+    /// on it unsolicited is dropped, for the namespace itself and for the
+    /// inside alike, unless a port is forwarded ([`NetNs::forward_port`]).
+    /// IPv4 only. The namespace must forward
+    /// (`set_sysctl("net.ipv4.ip_forward", "1")`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::{Nat, NetNs};
+    ///
+    /// let router = NetNs::new()?;
+    /// router.add_veth("wan0", &NetNs::new()?, "eth0")?;
+    /// router.set_sysctl("net.ipv4.ip_forward", "1")?;
+    /// router.add_nat("wan0", Nat::port_restricted())?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`] when `link` does not exist; [`Error::Nat`] when
+    /// hairpinning is asked and `link` has no IPv4 address, or the timeout
+    /// is under a second; [`Error::Nftables`] when the kernel refuses the
+    /// rules; [`Error::Sysctl`] when the timeout cannot be set.
+    pub fn add_nat(&self, link: &str, nat: Nat) -> Result<(), Error> {
+        let step = format!("add a NAT on {link}");
+        self.index(link).map_err(|error| restep(error, &step))?;
+        let timeout = match nat.udp_timeout {
+            Some(timeout) if timeout.as_secs() == 0 => {
+                return Err(Error::Nat {
+                    step,
+                    reason: "the UDP timeout is under a second; the kernel counts whole seconds",
+                });
+            }
+            timeout => timeout.map(|timeout| timeout.as_secs().to_string()),
+        };
+        let public = match nat.hairpinning {
+            false => None,
+            true => Some(self.ipv4_of(link, &step)?),
+        };
+        let ports = ports_chain(link);
+        let mut batch = Batch::new();
+        chains(&mut batch, &ports);
+        batch.rule(
+            TABLE,
+            "prerouting",
+            [
+                iif(link, true),
+                vec![nftables::verdict(Verdict::Jump(&ports))],
+            ]
+            .concat(),
+        );
+        if let Some(public) = public {
+            batch.rule(
+                TABLE,
+                "prerouting",
+                [
+                    iif(link, false),
+                    vec![
+                        nftables::payload(1, 16, 4, REG_1),
+                        nftables::cmp(REG_1, true, &public.octets()),
+                        nftables::immediate(REG_1, &HAIRPIN_MARK.to_ne_bytes()),
+                        nftables::set_meta(Meta::Mark, REG_1),
+                        nftables::verdict(Verdict::Jump(&ports)),
+                    ],
+                ]
+                .concat(),
+            );
+            batch.rule(
+                TABLE,
+                "postrouting",
+                vec![
+                    nftables::meta(Meta::Mark, REG_1),
+                    nftables::cmp(REG_1, true, &HAIRPIN_MARK.to_ne_bytes()),
+                    nftables::masquerade(0),
+                ],
+            );
+        }
+        let flags = match nat.random_ports {
+            true => nftables::RANDOM_FULLY,
+            false => 0,
+        };
+        batch.rule(
+            TABLE,
+            "postrouting",
+            [oif(link), vec![nftables::masquerade(flags)]].concat(),
+        );
+        batch.rule(
+            TABLE,
+            "forward",
+            ct_has(Ct::State, ESTABLISHED_OR_RELATED, Verdict::Accept),
+        );
+        batch.rule(
+            TABLE,
+            "forward",
+            ct_has(Ct::Status, DESTINATION_NATTED, Verdict::Accept),
+        );
+        batch.rule(
+            TABLE,
+            "forward",
+            [iif(link, true), vec![nftables::verdict(Verdict::Drop)]].concat(),
+        );
+        batch.rule(
+            TABLE,
+            "input",
+            [
+                iif(link, true),
+                ct_has(Ct::State, ESTABLISHED_OR_RELATED, Verdict::Accept),
+            ]
+            .concat(),
+        );
+        batch.rule(
+            TABLE,
+            "input",
+            [iif(link, true), vec![nftables::verdict(Verdict::Drop)]].concat(),
+        );
+        self.commit(&step, batch)?;
+        if let Some(seconds) = timeout {
+            self.set_sysctl("net.netfilter.nf_conntrack_udp_timeout", &seconds)?;
+            self.set_sysctl("net.netfilter.nf_conntrack_udp_timeout_stream", &seconds)?;
+        }
+        Ok(())
+    }
+
+    /// Forwards `port` of `protocol` arriving on the outside link `link` to
+    /// `to` on the inside (and, with [hairpinning](Nat::hairpinning), the
+    /// same port of `link`'s address reached from the inside). Call
+    /// [`NetNs::add_nat`] on `link` first.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::{Nat, NetNs, Protocol};
+    ///
+    /// let router = NetNs::new()?;
+    /// router.add_veth("wan0", &NetNs::new()?, "eth0")?;
+    /// router.add_nat("wan0", Nat::port_restricted())?;
+    /// router.forward_port("wan0", Protocol::Udp, 4000, "192.168.1.10:4000".parse()?)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`] when `link` does not exist; [`Error::Nat`] when
+    /// `link` has no NAT; [`Error::Nftables`] when the kernel refuses the
+    /// rule.
+    pub fn forward_port(
+        &self,
+        link: &str,
+        protocol: Protocol,
+        port: u16,
+        to: SocketAddrV4,
+    ) -> Result<(), Error> {
+        let step = format!("forward {protocol} port {port} of {link} to {to}");
+        self.index(link).map_err(|error| restep(error, &step))?;
+        let number = match protocol {
+            Protocol::Tcp => 6u8,
+            Protocol::Udp => 17,
+        };
+        let mut batch = Batch::new();
+        batch.rule(
+            TABLE,
+            &ports_chain(link),
+            vec![
+                nftables::meta(Meta::L4proto, REG_1),
+                nftables::cmp(REG_1, true, &[number]),
+                nftables::payload(2, 2, 2, REG_1),
+                nftables::cmp(REG_1, true, &port.to_be_bytes()),
+                nftables::immediate(REG_1, &to.ip().octets()),
+                nftables::immediate(REG_2, &to.port().to_be_bytes()),
+                nftables::dnat(REG_1, REG_2),
+            ],
+        );
+        match self.commit(&step, batch) {
+            Err(Error::Nftables {
+                source: NetlinkError::Kernel(nix::errno::Errno::ENOENT),
+                ..
+            }) => Err(Error::Nat {
+                step,
+                reason: "the link has no NAT; call add_nat on it first",
+            }),
+            done => done,
+        }
+    }
+
+    /// Forgets every connection this namespace tracks, and so every NAT
+    /// mapping, as a router's reboot would (ctnetlink's
+    /// `IPCTNL_MSG_CT_DELETE` without a tuple). The rules stay.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nftables`] when the kernel refuses.
+    pub fn flush_conntrack(&self) -> Result<(), Error> {
+        self.run(|| nftables::ctnetlink(conntrack::DELETE, false))?
+            .map(drop)
+            .map_err(|source| Error::Nftables {
+                step: "flush the connection tracking table".into(),
+                source,
+            })
+    }
+
+    /// Applies `batch` in this namespace, as one transaction.
+    fn commit(&self, step: &str, batch: Batch) -> Result<(), Error> {
+        self.run(|| batch.send())?
+            .map_err(|source| Error::Nftables {
+                step: step.to_owned(),
+                source,
+            })
+    }
+
+    /// The first IPv4 address of `link`.
+    fn ipv4_of(&self, link: &str, step: &str) -> Result<std::net::Ipv4Addr, Error> {
+        self.link(link)?
+            .addresses
+            .iter()
+            .find_map(|prefix| match prefix.address() {
+                std::net::IpAddr::V4(address) => Some(address),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .ok_or_else(|| Error::Nat {
+                step: step.to_owned(),
+                reason: "hairpinning needs the link's IPv4 address; add it before add_nat",
+            })
+    }
+}
+
+/// The table, its base chains, and the regular chain `ports`, each kept if
+/// it exists.
+fn chains(batch: &mut Batch, ports: &str) {
+    batch.table(TABLE);
+    let hooks = [
+        ("prerouting", "nat", 0, -100),
+        ("input", "filter", 1, 0),
+        ("forward", "filter", 2, 0),
+        ("postrouting", "nat", 4, 100),
+    ];
+    for (name, kind, number, priority) in hooks {
+        batch.chain(
+            TABLE,
+            name,
+            Some(Hook {
+                kind,
+                number,
+                priority,
+            }),
+        );
+    }
+    batch.chain(TABLE, ports, None);
+}
+
+/// The regular chain of the ports forwarded on `link`.
+fn ports_chain(link: &str) -> String {
+    format!("ports_{link}")
+}
+
+/// A link name as `meta iifname` and `oifname` load it: `IFNAMSIZ` bytes.
+fn ifname(link: &str) -> [u8; 16] {
+    let mut name = [0; 16];
+    let len = link.len().min(15);
+    name[..len].copy_from_slice(&link.as_bytes()[..len]);
+    name
+}
+
+/// `iifname == link` (or `!=`).
+fn iif(link: &str, equal: bool) -> Vec<nftables::Attr> {
+    vec![
+        nftables::meta(Meta::Iifname, REG_1),
+        nftables::cmp(REG_1, equal, &ifname(link)),
+    ]
+}
+
+/// `oifname == link`.
+fn oif(link: &str) -> Vec<nftables::Attr> {
+    vec![
+        nftables::meta(Meta::Oifname, REG_1),
+        nftables::cmp(REG_1, true, &ifname(link)),
+    ]
+}
+
+/// `ct <key> & bits != 0 <verdict>`.
+fn ct_has(key: Ct, bits: u32, verdict: Verdict<'_>) -> Vec<nftables::Attr> {
+    vec![
+        nftables::ct(key, REG_1),
+        nftables::and(REG_1, &bits.to_ne_bytes()),
+        nftables::cmp(REG_1, false, &0u32.to_ne_bytes()),
+        nftables::verdict(verdict),
+    ]
+}
+
+/// `error`, its step replaced by `step` when it is a netlink error.
+fn restep(error: Error, step: &str) -> Error {
+    match error {
+        Error::Netlink {
+            step: inner,
+            source,
+        } => Error::Netlink {
+            step: format!("{step}: {inner}"),
+            source,
+        },
+        error => error,
+    }
+}
