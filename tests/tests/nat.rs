@@ -140,6 +140,16 @@ fn classify(nat: Nat) -> (&'static str, &'static str) {
 }
 
 #[netns_test]
+fn full_cone_classifies_as_eim_and_eif() {
+    assert_eq!(classify(Nat::full_cone()), ("EIM", "EIF"));
+}
+
+#[netns_test]
+fn address_restricted_classifies_as_eim_and_adf() {
+    assert_eq!(classify(Nat::address_restricted()), ("EIM", "ADF"));
+}
+
+#[netns_test]
 fn port_restricted_classifies_as_eim_and_apdf() {
     assert_eq!(classify(Nat::port_restricted()), ("EIM", "APDF"));
 }

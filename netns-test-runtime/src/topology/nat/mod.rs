@@ -3,7 +3,7 @@
 //! rootless included; and the router's connection tracking, read and
 //! flushed over ctnetlink.
 //!
-//! All rules live in one table of family `ip`, `netns_test`, in four base
+//! All rules live in one table of family `ip`, `netns_test`, in five base
 //! chains and one regular chain per outside link:
 //!
 //! - `postrouting` (nat, priority 100): what leaves the outside link is
@@ -12,17 +12,25 @@
 //!   destination: endpoint-independent mapping. [`Nat::symmetric`] asks for
 //!   a random port per connection (`NF_NAT_RANGE_PROTO_RANDOM_FULLY`):
 //!   address-and-port-dependent mapping.
+//! - `mappings` (filter, postrouting, priority 200, after the masquerade):
+//!   for [`Nat::full_cone`] and [`Nat::address_restricted`], each UDP
+//!   mapping, read from connection tracking, is recorded in the map
+//!   `mapped_<link>` (public port to inside endpoint), and each address it
+//!   sends to in the set `contacted_<link>`; their elements time out with
+//!   the UDP timeout, refreshed by each datagram out.
 //! - `prerouting` (nat, priority -100): what arrives on the outside link
 //!   jumps to `ports_<link>`, which holds the forwarded ports' `dnat` rules
 //!   ([`NetNs::forward_port`]); with hairpinning, so does what arrives from
 //!   the inside for the outside link's address, marked to be masqueraded
-//!   on its way back in.
+//!   on its way back in. Then a new UDP datagram for a recorded port (from
+//!   a contacted address, for address-dependent filtering) is sent in to
+//!   its inside endpoint.
 //! - `forward` and `input` (filter, priority 0): the firewall. Replies
-//!   (`ct state established,related`) and forwarded ports (`ct status
+//!   (`ct state established,related`) and what was sent in (`ct status
 //!   dnat`) pass; everything else from the outside link is dropped, before
 //!   connection tracking confirms it, so an unsolicited packet leaves no
-//!   entry. Only replies from the exact remote endpoint a mapping was made
-//!   toward pass: address-and-port-dependent filtering.
+//!   entry. Without the sets, only replies from the exact remote endpoint a
+//!   mapping was made toward pass: address-and-port-dependent filtering.
 //!
 //! Each change is one nftables transaction (`NFNL_MSG_BATCH_BEGIN` ...
 //! `NFNL_MSG_BATCH_END`), applied whole or not at all ([`nftables`]).
@@ -50,6 +58,9 @@ const HAIRPIN_MARK: u32 = 0x6e61_7400;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
 const ESTABLISHED_OR_RELATED: u32 = 0b110;
 
+/// `IPS_SRC_NAT`: the connection's source was translated.
+const SOURCE_NATTED: u32 = 1 << 4;
+
 /// `IPS_DST_NAT`: the connection's destination was translated.
 const DESTINATION_NATTED: u32 = 1 << 5;
 
@@ -69,11 +80,44 @@ const DESTINATION_NATTED: u32 = 1 << 5;
 pub struct Nat {
     /// A random port per connection, rather than the inside port.
     random_ports: bool,
+    filtering: Filtering,
     hairpinning: bool,
     udp_timeout: Option<Duration>,
 }
 
+/// Who may send in through a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filtering {
+    /// Anyone (EIF).
+    EndpointIndependent,
+    /// Any port of an address the inside endpoint sent to (ADF).
+    AddressDependent,
+    /// Only the endpoints it sent to (APDF).
+    AddressAndPortDependent,
+}
+
 impl Nat {
+    /// Endpoint-independent mapping with endpoint-independent filtering
+    /// ("full cone"): one public port for an inside endpoint, whatever it
+    /// sends to, and anyone may send to it through that port while the
+    /// mapping lives. UDP only; TCP is port-restricted.
+    pub fn full_cone() -> Nat {
+        Nat {
+            filtering: Filtering::EndpointIndependent,
+            ..Nat::port_restricted()
+        }
+    }
+
+    /// Endpoint-independent mapping with address-dependent filtering: any
+    /// port of an address the inside endpoint sent to may answer through
+    /// its mapping. UDP only; TCP is port-restricted.
+    pub fn address_restricted() -> Nat {
+        Nat {
+            filtering: Filtering::AddressDependent,
+            ..Nat::port_restricted()
+        }
+    }
+
     /// Endpoint-independent mapping with address-and-port-dependent
     /// filtering: one public port for an inside endpoint, whatever it
     /// sends to, and only the endpoints it sent to may answer. The inside
@@ -82,6 +126,7 @@ impl Nat {
     pub fn port_restricted() -> Nat {
         Nat {
             random_ports: false,
+            filtering: Filtering::AddressAndPortDependent,
             hairpinning: false,
             udp_timeout: None,
         }
@@ -240,6 +285,9 @@ impl NetNs {
             "input",
             [iif(link, true), vec![nftables::verdict(Verdict::Drop)]].concat(),
         );
+        if nat.filtering != Filtering::AddressAndPortDependent {
+            filter_by_sets(&mut batch, link, nat);
+        }
         self.commit(&step, batch)?;
         if let Some(seconds) = timeout {
             self.set_sysctl("net.netfilter.nf_conntrack_udp_timeout", &seconds)?;
@@ -360,6 +408,7 @@ fn chains(batch: &mut Batch, ports: &str) {
         ("input", "filter", 1, 0),
         ("forward", "filter", 2, 0),
         ("postrouting", "nat", 4, 100),
+        ("mappings", "filter", 4, 200),
     ];
     for (name, kind, number, priority) in hooks {
         batch.chain(
@@ -373,6 +422,74 @@ fn chains(batch: &mut Batch, ports: &str) {
         );
     }
     batch.chain(TABLE, ports, None);
+}
+
+/// The kernel's default `nf_conntrack_udp_timeout`, and so the default life
+/// of a mapping in the sets of endpoint-independent and address-dependent
+/// filtering.
+const UDP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Endpoint-independent or address-dependent filtering of UDP: each
+/// mapping the postrouting chain sees go out (a masqueraded connection) is
+/// recorded in the map `mapped_<link>` (public port to inside address and
+/// port), and for address-dependent filtering each address it is sent to
+/// in the set `contacted_<link>` (public port and remote address); a new
+/// datagram arriving on `link` for a recorded port (from a recorded
+/// address) is sent in to the inside endpoint. Each element lives as long
+/// as the UDP timeout, refreshed by every datagram out.
+fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
+    use nftables::{Direction, reg32};
+    let timeout = nat.udp_timeout.unwrap_or(UDP_TIMEOUT);
+    let mapped = format!("mapped_{link}");
+    let contacted = format!("contacted_{link}");
+    let by_address = nat.filtering == Filtering::AddressDependent;
+    // Port . address: each field in a 32-bit register of its own.
+    batch.set(TABLE, &mapped, 2, Some(8), timeout);
+    if by_address {
+        batch.set(TABLE, &contacted, 8, None, timeout);
+    }
+    let udp = [
+        nftables::meta(Meta::L4proto, REG_1),
+        nftables::cmp(REG_1, true, &[17]),
+    ];
+    let mut record = [
+        oif(link),
+        udp.to_vec(),
+        vec![
+            nftables::ct(Ct::Status, REG_1),
+            nftables::and(REG_1, &SOURCE_NATTED.to_ne_bytes()),
+            nftables::cmp(REG_1, false, &0u32.to_ne_bytes()),
+            nftables::ct_of(Ct::ProtoDst, Direction::Reply, reg32(0)),
+            nftables::ct_of(Ct::SrcIp, Direction::Original, reg32(1)),
+            nftables::ct_of(Ct::ProtoSrc, Direction::Original, reg32(2)),
+            nftables::update(&mapped, reg32(0), Some(reg32(1))),
+        ],
+    ]
+    .concat();
+    if by_address {
+        record.extend([
+            nftables::ct_of(Ct::DstIp, Direction::Original, reg32(1)),
+            nftables::update(&contacted, reg32(0), None),
+        ]);
+    }
+    batch.rule(TABLE, "mappings", record);
+    let mut admit = [
+        iif(link, true),
+        udp.to_vec(),
+        vec![nftables::payload(2, 2, 2, reg32(0))],
+    ]
+    .concat();
+    if by_address {
+        admit.extend([
+            nftables::payload(1, 12, 4, reg32(1)),
+            nftables::lookup(&contacted, reg32(0), None),
+        ]);
+    }
+    admit.extend([
+        nftables::lookup(&mapped, reg32(0), Some(reg32(1))),
+        nftables::dnat(reg32(1), reg32(2)),
+    ]);
+    batch.rule(TABLE, "prerouting", admit);
 }
 
 /// The regular chain of the ports forwarded on `link`.

@@ -8,6 +8,7 @@
 //! conntrack state and status, which are in host order.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
@@ -37,6 +38,8 @@ const NEWTABLE: u16 = 0;
 const NEWCHAIN: u16 = 3;
 /// `NFT_MSG_NEWRULE`.
 const NEWRULE: u16 = 6;
+/// `NFT_MSG_NEWSET`.
+const NEWSET: u16 = 9;
 
 /// The sequence numbers of requests: fresh for each message, across sockets.
 static SEQUENCE: AtomicU32 = AtomicU32::new(1);
@@ -197,6 +200,36 @@ impl Batch {
                 Attr::Nested(NFTA_RULE_EXPRESSIONS, expressions),
             ],
         );
+    }
+
+    /// Adds a set whose elements time out after `timeout` and which rules
+    /// may update (`NFT_SET_TIMEOUT | NFT_SET_EVAL`): keys of `key_len`
+    /// bytes, and, for a map, values of `data_len` bytes.
+    pub(super) fn set(
+        &mut self,
+        table: &str,
+        name: &str,
+        key_len: u32,
+        data_len: Option<u32>,
+        timeout: Duration,
+    ) {
+        // NFT_SET_MAP 0x8, NFT_SET_TIMEOUT 0x10, NFT_SET_EVAL 0x20.
+        let flags = 0x30 | if data_len.is_some() { 0x8 } else { 0 };
+        let milliseconds = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut attrs = vec![
+            Attr::string(NFTA_SET_TABLE, table),
+            Attr::string(NFTA_SET_NAME, name),
+            Attr::u32(NFTA_SET_FLAGS, flags),
+            Attr::u32(NFTA_SET_KEY_LEN, key_len),
+            Attr::u32(NFTA_SET_ID, SEQUENCE.fetch_add(1, Ordering::Relaxed)),
+            Attr::Bytes(NFTA_SET_TIMEOUT, milliseconds.to_be_bytes().to_vec()),
+        ];
+        if let Some(data_len) = data_len {
+            // A value map (not a verdict map), of an opaque type.
+            attrs.push(Attr::u32(NFTA_SET_DATA_TYPE, 0));
+            attrs.push(Attr::u32(NFTA_SET_DATA_LEN, data_len));
+        }
+        self.push(NEWSET, NLM_F_CREATE, &attrs);
     }
 
     /// The batch ended with `NFNL_MSG_BATCH_END`: its bytes, and the
@@ -367,6 +400,14 @@ const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_DATA_TYPE: u16 = 6;
+const NFTA_SET_DATA_LEN: u16 = 7;
+const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_TIMEOUT: u16 = 11;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -379,6 +420,11 @@ const NFTA_VERDICT_CHAIN: u16 = 2;
 pub(super) const REG_1: u32 = 1;
 /// The second, `NFT_REG_2`.
 pub(super) const REG_2: u32 = 2;
+/// The 32-bit register `n` (`NFT_REG32_00` + n): a concatenation's fields
+/// fill consecutive ones.
+pub(super) const fn reg32(n: u32) -> u32 {
+    8 + n
+}
 /// The verdict register, `NFT_REG_VERDICT`.
 const REG_VERDICT: u32 = 0;
 
@@ -461,6 +507,54 @@ pub(super) enum Ct {
     State = 0,
     /// `NFT_CT_STATUS`: `enum ip_conntrack_status`.
     Status = 2,
+    /// `NFT_CT_PROTO_SRC`: a direction's source port.
+    ProtoSrc = 11,
+    /// `NFT_CT_PROTO_DST`: a direction's destination port.
+    ProtoDst = 12,
+    /// `NFT_CT_SRC_IP`: a direction's IPv4 source.
+    SrcIp = 19,
+    /// `NFT_CT_DST_IP`: a direction's IPv4 destination.
+    DstIp = 20,
+}
+
+/// A direction of a connection (`IP_CT_DIR_ORIGINAL` 0, `IP_CT_DIR_REPLY` 1).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Direction {
+    /// As its first packet went.
+    Original = 0,
+    /// As its replies go.
+    Reply = 1,
+}
+
+/// Loads a conntrack key of one direction into `register`.
+pub(super) fn ct_of(key: Ct, direction: Direction, register: u32) -> Attr {
+    // NFTA_CT_DREG 1, NFTA_CT_KEY 2, NFTA_CT_DIRECTION 3 (u8).
+    expression(
+        "ct",
+        vec![
+            Attr::u32(1, register),
+            Attr::u32(2, key as u32),
+            Attr::Bytes(3, vec![direction as u8]),
+        ],
+    )
+}
+
+/// Adds the key in `key` (and, for a map, the value in `data`) to `set`,
+/// or refreshes its timeout (`NFT_DYNSET_OP_UPDATE`).
+pub(super) fn update(set: &str, key: u32, data: Option<u32>) -> Attr {
+    // NFTA_DYNSET_SET_NAME 1, _OP 3, _SREG_KEY 4, _SREG_DATA 5.
+    let mut attrs = vec![Attr::string(1, set), Attr::u32(3, 1), Attr::u32(4, key)];
+    attrs.extend(data.map(|data| Attr::u32(5, data)));
+    expression("dynset", attrs)
+}
+
+/// Matches when the key in `key` is in `set`; for a map, loads its value
+/// into `data`.
+pub(super) fn lookup(set: &str, key: u32, data: Option<u32>) -> Attr {
+    // NFTA_LOOKUP_SET 1, _SREG 2, _DREG 3.
+    let mut attrs = vec![Attr::string(1, set), Attr::u32(2, key)];
+    attrs.extend(data.map(|data| Attr::u32(3, data)));
+    expression("lookup", attrs)
 }
 
 /// Loads a conntrack key into `register`.
