@@ -360,18 +360,38 @@ impl NetNs {
 
     /// Forgets every connection this namespace tracks, and so every NAT
     /// mapping, as a router's reboot would (ctnetlink's
-    /// `IPCTNL_MSG_CT_DELETE` without a tuple). The rules stay.
+    /// `IPCTNL_MSG_CT_DELETE` without a tuple), with the mappings that
+    /// full-cone and address-restricted NATs record. The rules stay.
     ///
     /// # Errors
     ///
-    /// [`Error::Nftables`] when the kernel refuses.
+    /// [`Error::Nftables`] when the kernel refuses; [`Error::Netlink`]
+    /// when the links cannot be listed.
     pub fn flush_conntrack(&self) -> Result<(), Error> {
-        self.run(|| nftables::ctnetlink(conntrack::DELETE, false))?
-            .map(drop)
-            .map_err(|source| Error::Nftables {
-                step: "flush the connection tracking table".into(),
-                source,
-            })
+        let step = "flush the connection tracking table";
+        let links = self.links().map_err(|error| restep(error, step))?;
+        let flushed = self.run(|| {
+            nftables::ctnetlink(conntrack::DELETE, false)?;
+            for link in &links {
+                for set in [
+                    format!("mapped_{}", link.name),
+                    format!("contacted_{}", link.name),
+                ] {
+                    let mut batch = Batch::new();
+                    batch.flush_set(TABLE, &set);
+                    match batch.send() {
+                        // No such set, or no table: nothing recorded.
+                        Err(NetlinkError::Kernel(nix::errno::Errno::ENOENT)) | Ok(()) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        flushed.map_err(|source| Error::Nftables {
+            step: step.into(),
+            source,
+        })
     }
 
     /// Applies `batch` in this namespace, as one transaction.

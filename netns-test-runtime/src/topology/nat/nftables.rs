@@ -40,6 +40,8 @@ const NEWCHAIN: u16 = 3;
 const NEWRULE: u16 = 6;
 /// `NFT_MSG_NEWSET`.
 const NEWSET: u16 = 9;
+/// `NFT_MSG_DELSETELEM`.
+const DELSETELEM: u16 = 14;
 
 /// The sequence numbers of requests: fresh for each message, across sockets.
 static SEQUENCE: AtomicU32 = AtomicU32::new(1);
@@ -230,6 +232,17 @@ impl Batch {
             attrs.push(Attr::u32(NFTA_SET_DATA_LEN, data_len));
         }
         self.push(NEWSET, NLM_F_CREATE, &attrs);
+    }
+
+    /// Deletes every element of a set (`NFT_MSG_DELSETELEM` without a list
+    /// of elements).
+    pub(super) fn flush_set(&mut self, table: &str, name: &str) {
+        // NFTA_SET_ELEM_LIST_TABLE 1, NFTA_SET_ELEM_LIST_SET 2.
+        self.push(
+            DELSETELEM,
+            0,
+            &[Attr::string(1, table), Attr::string(2, name)],
+        );
     }
 
     /// The batch ended with `NFNL_MSG_BATCH_END`: its bytes, and the
