@@ -12,6 +12,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use netns_test_runtime::{Error, Nat, NetNs, Protocol, netns_test};
+use netns_test_tests::run_fixtures;
 
 /// How long a datagram that is let through takes at most to arrive.
 const ARRIVAL: Duration = Duration::from_millis(300);
@@ -415,4 +416,38 @@ fn the_udp_timeout_is_the_routers_conntrack_timeout() {
             .unwrap(),
         "7"
     );
+}
+
+/// A failure report shows a router's NAT rules and its tracked connections.
+#[test]
+fn a_failure_report_shows_the_nat_and_its_connections() {
+    let name = "fixture::fails_behind_a_nat";
+    let report = run_fixtures(name, &["--ignored", "--exact"], &[]);
+    assert_eq!(report.status(name), "FAILED", "{}", report.output);
+    let output = report.failure_output(name);
+    for line in [
+        "  router-1: made by NetNs::named",
+        "    nat        prerouting   wan0: what arrives goes to the forwarded ports (ports_wan0)",
+        "               postrouting  wan0: masquerade, keeping the inside port when free",
+        "               ports_wan0   udp 4000 to 192.168.1.10:4000",
+        "               forward      wan0: the rest from outside is dropped",
+        "    conntrack  udp 192.168.1.10:5000 > 203.0.113.10:3478, reply 203.0.113.10:3478 > 203.0.113.1:5000",
+    ] {
+        assert!(output.contains(line), "{line:?} is not in:\n{output}");
+    }
+}
+
+mod fixture {
+    use super::*;
+
+    /// Sends out through a NAT, then fails, to show the report.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn fails_behind_a_nat() {
+        let (internet, site, _service) = serving(Nat::port_restricted());
+        let server = udp(&internet, "203.0.113.10:3478");
+        let client = udp(&site.host, "0.0.0.0:5000");
+        seen_by(&client, &server);
+        panic!("fails to show the report");
+    }
 }

@@ -1,5 +1,6 @@
 //! The connections a namespace tracks, as ctnetlink lists them.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::nftables::{self, attributes};
@@ -33,6 +34,26 @@ pub struct Tuple {
     pub source: SocketAddrV4,
     /// The destination.
     pub destination: SocketAddrV4,
+}
+
+/// As a failure report shows it: `udp 192.168.1.10:5000 > 203.0.113.10:3478,
+/// reply 203.0.113.10:3478 > 203.0.113.1:5000`.
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = match self.protocol {
+            1 => "icmp".to_owned(),
+            6 => "tcp".to_owned(),
+            17 => "udp".to_owned(),
+            other => format!("proto {other}"),
+        };
+        write!(f, "{protocol} {}, reply {}", self.original, self.reply)
+    }
+}
+
+impl fmt::Display for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} > {}", self.source, self.destination)
+    }
 }
 
 impl NetNs {

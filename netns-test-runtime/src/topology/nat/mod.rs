@@ -215,6 +215,7 @@ impl NetNs {
         batch.rule(
             TABLE,
             "prerouting",
+            &format!("{link}: what arrives goes to the forwarded ports ({ports})"),
             [
                 iif(link, true),
                 vec![nftables::verdict(Verdict::Jump(&ports))],
@@ -225,6 +226,10 @@ impl NetNs {
             batch.rule(
                 TABLE,
                 "prerouting",
+                &format!(
+                    "{link}: hairpinning: from the inside to {}, to the forwarded ports",
+                    public
+                ),
                 [
                     iif(link, false),
                     vec![
@@ -240,6 +245,7 @@ impl NetNs {
             batch.rule(
                 TABLE,
                 "postrouting",
+                "hairpinned: masqueraded, so that replies come back through the router",
                 vec![
                     nftables::meta(Meta::Mark, REG_1),
                     nftables::cmp(REG_1, true, &HAIRPIN_MARK.to_ne_bytes()),
@@ -254,26 +260,38 @@ impl NetNs {
         batch.rule(
             TABLE,
             "postrouting",
+            &format!(
+                "{link}: masquerade, {}",
+                if nat.random_ports {
+                    "a random port per connection"
+                } else {
+                    "keeping the inside port when free"
+                }
+            ),
             [oif(link), vec![nftables::masquerade(flags)]].concat(),
         );
         batch.rule(
             TABLE,
             "forward",
+            "replies pass",
             ct_has(Ct::State, ESTABLISHED_OR_RELATED, Verdict::Accept),
         );
         batch.rule(
             TABLE,
             "forward",
+            "what was sent in (dnat) passes",
             ct_has(Ct::Status, DESTINATION_NATTED, Verdict::Accept),
         );
         batch.rule(
             TABLE,
             "forward",
+            &format!("{link}: the rest from outside is dropped"),
             [iif(link, true), vec![nftables::verdict(Verdict::Drop)]].concat(),
         );
         batch.rule(
             TABLE,
             "input",
+            &format!("{link}: replies to the router pass"),
             [
                 iif(link, true),
                 ct_has(Ct::State, ESTABLISHED_OR_RELATED, Verdict::Accept),
@@ -283,6 +301,7 @@ impl NetNs {
         batch.rule(
             TABLE,
             "input",
+            &format!("{link}: the rest to the router is dropped"),
             [iif(link, true), vec![nftables::verdict(Verdict::Drop)]].concat(),
         );
         if nat.filtering != Filtering::AddressAndPortDependent {
@@ -336,6 +355,7 @@ impl NetNs {
         batch.rule(
             TABLE,
             &ports_chain(link),
+            &format!("{protocol} {port} to {to}"),
             vec![
                 nftables::meta(Meta::L4proto, REG_1),
                 nftables::cmp(REG_1, true, &[number]),
@@ -392,6 +412,17 @@ impl NetNs {
             step: step.into(),
             source,
         })
+    }
+
+    /// For a failure report: this namespace's NAT rules, a line each (its
+    /// chain, and what it does), read back from the kernel; `None` where it
+    /// has none, or nftables cannot be read.
+    pub(crate) fn nat_rules(&self) -> Option<Vec<String>> {
+        let rules = self.run(|| nftables::rules(TABLE)).ok()?.ok()?;
+        let lines = rules
+            .into_iter()
+            .map(|(chain, comment)| format!("{chain:<12} {comment}"));
+        Some(lines.collect::<Vec<_>>()).filter(|lines| !lines.is_empty())
     }
 
     /// Applies `batch` in this namespace, as one transaction.
@@ -492,7 +523,16 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
             nftables::update(&contacted, reg32(0), None),
         ]);
     }
-    batch.rule(TABLE, "mappings", record);
+    let kind = match by_address {
+        true => "address-restricted",
+        false => "full cone",
+    };
+    batch.rule(
+        TABLE,
+        "mappings",
+        &format!("{link}: each UDP mapping is recorded ({kind})"),
+        record,
+    );
     let mut admit = [
         iif(link, true),
         udp.to_vec(),
@@ -509,7 +549,16 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
         nftables::lookup(&mapped, reg32(0), Some(reg32(1))),
         nftables::dnat(reg32(1), reg32(2)),
     ]);
-    batch.rule(TABLE, "prerouting", admit);
+    let from = match by_address {
+        true => "from an address it sent to",
+        false => "from anyone",
+    };
+    batch.rule(
+        TABLE,
+        "prerouting",
+        &format!("{link}: a new UDP datagram for a live mapping, {from}, goes in"),
+        admit,
+    );
 }
 
 /// The regular chain of the ports forwarded on `link`.

@@ -38,6 +38,8 @@ const NEWTABLE: u16 = 0;
 const NEWCHAIN: u16 = 3;
 /// `NFT_MSG_NEWRULE`.
 const NEWRULE: u16 = 6;
+/// `NFT_MSG_GETRULE`.
+const GETRULE: u16 = 7;
 /// `NFT_MSG_NEWSET`.
 const NEWSET: u16 = 9;
 /// `NFT_MSG_DELSETELEM`.
@@ -191,8 +193,11 @@ impl Batch {
         self.push(NEWCHAIN, NLM_F_CREATE, &attrs);
     }
 
-    /// Appends a rule of `expressions` to a chain.
-    pub(super) fn rule(&mut self, table: &str, chain: &str, expressions: Vec<Attr>) {
+    /// Appends a rule of `expressions` to a chain, with `comment` in its
+    /// user data as nft keeps a comment (`NFTNL_UDATA_RULE_COMMENT`, type
+    /// 0, then a length, then the text with its NUL), for reports to read
+    /// back from the kernel.
+    pub(super) fn rule(&mut self, table: &str, chain: &str, comment: &str, expressions: Vec<Attr>) {
         self.push(
             NEWRULE,
             NLM_F_CREATE | NLM_F_APPEND,
@@ -200,6 +205,7 @@ impl Batch {
                 Attr::string(NFTA_RULE_TABLE, table),
                 Attr::string(NFTA_RULE_CHAIN, chain),
                 Attr::Nested(NFTA_RULE_EXPRESSIONS, expressions),
+                Attr::Bytes(NFTA_RULE_USERDATA, user_data(comment)),
             ],
         );
     }
@@ -311,16 +317,44 @@ fn open() -> Result<Socket, NetlinkError> {
 /// that answer it (after their `struct nfgenmsg`), until the acknowledgement
 /// or, for a dump, `NLMSG_DONE`.
 pub(super) fn ctnetlink(kind: u16, dump: bool) -> Result<Vec<Vec<u8>>, NetlinkError> {
+    exchange(SUBSYS_CTNETLINK << 8 | kind, dump, &[])
+}
+
+/// The chain and comment of each rule of `table` (`NFT_MSG_GETRULE`,
+/// dumped), in the kernel's order.
+pub(super) fn rules(table: &str) -> Result<Vec<(String, String)>, NetlinkError> {
+    let replies = exchange(
+        SUBSYS_NFTABLES << 8 | GETRULE,
+        true,
+        &[Attr::string(NFTA_RULE_TABLE, table)],
+    )?;
+    let text = |bytes: &[u8]| {
+        let text = bytes.split(|byte| *byte == 0).next().unwrap_or_default();
+        String::from_utf8_lossy(text).into_owned()
+    };
+    Ok(replies
+        .iter()
+        .map(|payload| {
+            let (mut chain, mut comment) = (String::new(), String::new());
+            for (kind, value) in attributes(payload) {
+                match kind {
+                    NFTA_RULE_CHAIN => chain = text(value),
+                    NFTA_RULE_USERDATA => comment = text(value.get(2..).unwrap_or_default()),
+                    _ => {}
+                }
+            }
+            (chain, comment)
+        })
+        .collect())
+}
+
+/// Sends one netfilter request and returns the payloads of the messages
+/// that answer it (after their `struct nfgenmsg`), until the acknowledgement
+/// or, for a dump, `NLMSG_DONE`.
+fn exchange(kind: u16, dump: bool, attrs: &[Attr]) -> Result<Vec<Vec<u8>>, NetlinkError> {
     let mut bytes = Vec::new();
     let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-    let sequence = message(
-        &mut bytes,
-        SUBSYS_CTNETLINK << 8 | kind,
-        flags,
-        FAMILY_IPV4,
-        0,
-        &[],
-    );
+    let sequence = message(&mut bytes, kind, flags, FAMILY_IPV4, 0, attrs);
     let socket = open()?;
     socket.send(&bytes, 0).map_err(NetlinkError::Socket)?;
     let mut answers = Vec::new();
@@ -343,6 +377,15 @@ pub(super) fn ctnetlink(kind: u16, dump: bool) -> Result<Vec<Vec<u8>>, NetlinkEr
             }
         }
     }
+}
+
+/// A rule's user data holding `comment`, as nft writes it.
+fn user_data(comment: &str) -> Vec<u8> {
+    let text = &comment.as_bytes()[..comment.len().min(253)];
+    let mut bytes = vec![0, u8::try_from(text.len() + 1).expect("at most 254")];
+    bytes.extend_from_slice(text);
+    bytes.push(0);
+    bytes
 }
 
 /// One netlink message of a datagram.
@@ -413,6 +456,7 @@ const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
 const NFTA_SET_TABLE: u16 = 1;
 const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
