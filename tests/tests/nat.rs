@@ -267,6 +267,40 @@ fn a_forwarded_port_lets_the_outside_in_and_nothing_else_leaves_a_trace() {
     );
 }
 
+#[netns_test]
+fn a_forwarded_tcp_port_lets_a_connection_in_to_another_port() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    let internet = internet();
+    let site = site(&internet, 1, Nat::port_restricted());
+    let to = "192.168.1.10:8080".parse().unwrap();
+    site.router
+        .forward_port("wan0", Protocol::Tcp, 80, to)
+        .unwrap();
+    let listener = site
+        .host
+        .run(|| TcpListener::bind("0.0.0.0:8080"))
+        .unwrap()
+        .unwrap();
+    let mut client = internet
+        .run(|| TcpStream::connect("203.0.113.1:80"))
+        .unwrap()
+        .expect("the forwarded port lets the connection in");
+    let (mut server, from) = listener.accept().unwrap();
+    assert_eq!(from.ip().to_string(), "203.0.113.10");
+    client.write_all(b"ping").unwrap();
+    let mut buffer = [0; 4];
+    server.read_exact(&mut buffer).unwrap();
+    assert_eq!(&buffer, b"ping");
+    // A port not forwarded: the SYN is dropped, so the connect times out.
+    let refused = internet
+        .run(|| TcpStream::connect_timeout(&"203.0.113.1:81".parse().unwrap(), ARRIVAL))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::TimedOut);
+}
+
 /// Whether the host behind a router with `hairpinning` reaches its own
 /// forwarded port through the router's public address.
 fn hairpin(hairpinning: bool) -> bool {
