@@ -99,8 +99,9 @@ fn arrives(from: &UdpSocket, to: SocketAddr, at: &UdpSocket) -> Option<SocketAdd
 }
 
 /// The behaviour of `nat`, as RFC 5780 tests it: mapping (`EIM`, `APDM`)
-/// and filtering (`EIF`, `ADF`, `APDF`).
-fn classify(nat: Nat) -> (&'static str, &'static str) {
+/// and filtering (`EIF`, `ADF`, `APDF`); and whether the public port is
+/// the inside one (`preserved`) or not (`random`).
+fn classify(nat: Nat) -> (&'static str, &'static str, &'static str) {
     let internet = internet();
     let site = site(&internet, 1, nat);
     let servers: Vec<UdpSocket> = ["203.0.113.10", "203.0.113.11"]
@@ -124,6 +125,10 @@ fn classify(nat: Nat) -> (&'static str, &'static str) {
         true => "EIM",
         false => "APDM",
     };
+    let ports = match mapped[0].port() {
+        5000 => "preserved",
+        _ => "random",
+    };
 
     // From a port that has sent to the first server's first port only.
     let client = udp(&site.host, "0.0.0.0:5001");
@@ -137,27 +142,45 @@ fn classify(nat: Nat) -> (&'static str, &'static str) {
         (false, false) => "APDF",
         (false, true) => "another address but not another port",
     };
-    (mapping, filtering)
+    (mapping, filtering, ports)
 }
 
 #[netns_test]
 fn full_cone_classifies_as_eim_and_eif() {
-    assert_eq!(classify(Nat::full_cone()), ("EIM", "EIF"));
+    assert_eq!(classify(Nat::full_cone()), ("EIM", "EIF", "preserved"));
 }
 
 #[netns_test]
 fn address_restricted_classifies_as_eim_and_adf() {
-    assert_eq!(classify(Nat::address_restricted()), ("EIM", "ADF"));
+    assert_eq!(
+        classify(Nat::address_restricted()),
+        ("EIM", "ADF", "preserved")
+    );
 }
 
 #[netns_test]
 fn port_restricted_classifies_as_eim_and_apdf() {
-    assert_eq!(classify(Nat::port_restricted()), ("EIM", "APDF"));
+    assert_eq!(
+        classify(Nat::port_restricted()),
+        ("EIM", "APDF", "preserved")
+    );
 }
 
 #[netns_test]
 fn symmetric_classifies_as_apdm_and_apdf() {
-    assert_eq!(classify(Nat::symmetric()), ("APDM", "APDF"));
+    assert_eq!(classify(Nat::symmetric()), ("APDM", "APDF", "random"));
+}
+
+#[netns_test]
+fn random_ports_keep_the_mapping_endpoint_independent() {
+    let nat = Nat::port_restricted().random_ports();
+    assert_eq!(classify(nat), ("EIM", "APDF", "random"));
+}
+
+#[netns_test]
+fn a_full_cone_with_random_ports_is_still_a_full_cone() {
+    let nat = Nat::full_cone().random_ports();
+    assert_eq!(classify(nat), ("EIM", "EIF", "random"));
 }
 
 /// Whether two peers, behind sites 1 and 2 with `nat` each, reach each

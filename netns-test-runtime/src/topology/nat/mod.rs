@@ -78,11 +78,22 @@ const DESTINATION_NATTED: u32 = 1 << 5;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nat {
-    /// A random port per connection, rather than the inside port.
-    random_ports: bool,
+    ports: Ports,
     filtering: Filtering,
     hairpinning: bool,
     udp_timeout: Option<Duration>,
+}
+
+/// Which public port a mapping takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    /// The inside port, when it is free.
+    Preserved,
+    /// A random port for an inside endpoint's first mapping, which its
+    /// later connections reuse (UDP; TCP takes one per connection).
+    RandomOnce,
+    /// A random port per connection (APDM).
+    RandomEach,
 }
 
 /// Who may send in through a mapping.
@@ -125,7 +136,7 @@ impl Nat {
     /// such NATs can punch holes to each other.
     pub fn port_restricted() -> Nat {
         Nat {
-            random_ports: false,
+            ports: Ports::Preserved,
             filtering: Filtering::AddressAndPortDependent,
             hairpinning: false,
             udp_timeout: None,
@@ -138,9 +149,23 @@ impl Nat {
     /// send to; hole punching between two such NATs fails.
     pub fn symmetric() -> Nat {
         Nat {
-            random_ports: true,
+            ports: Ports::RandomEach,
             ..Nat::port_restricted()
         }
+    }
+
+    /// A random public port for each inside endpoint, rather than its own
+    /// port (port preservation, the default): the first UDP datagram it
+    /// sends out takes a random port, and its later ones, to any
+    /// destination, the same (the mapping stays endpoint-independent while
+    /// it lives). TCP takes a random port per connection. A symmetric NAT
+    /// takes random ports already.
+    pub fn random_ports(self) -> Nat {
+        let ports = match self.ports {
+            Ports::RandomEach => Ports::RandomEach,
+            _ => Ports::RandomOnce,
+        };
+        Nat { ports, ..self }
     }
 
     /// Whether an inside host may reach a forwarded port through the
@@ -253,21 +278,18 @@ impl NetNs {
                 ],
             );
         }
-        let flags = match nat.random_ports {
-            true => nftables::RANDOM_FULLY,
-            false => 0,
+        if nat.ports == Ports::RandomOnce {
+            keep_random_ports(&mut batch, link, nat);
+        }
+        let (flags, how) = match nat.ports {
+            Ports::Preserved => (0, "keeping the inside port when free"),
+            Ports::RandomOnce => (nftables::RANDOM_FULLY, "a random port"),
+            Ports::RandomEach => (nftables::RANDOM_FULLY, "a random port per connection"),
         };
         batch.rule(
             TABLE,
             "postrouting",
-            &format!(
-                "{link}: masquerade, {}",
-                if nat.random_ports {
-                    "a random port per connection"
-                } else {
-                    "keeping the inside port when free"
-                }
-            ),
+            &format!("{link}: masquerade, {how}"),
             [oif(link), vec![nftables::masquerade(flags)]].concat(),
         );
         batch.rule(
@@ -381,7 +403,8 @@ impl NetNs {
     /// Forgets every connection this namespace tracks, and so every NAT
     /// mapping, as a router's reboot would (ctnetlink's
     /// `IPCTNL_MSG_CT_DELETE` without a tuple), with the mappings that
-    /// full-cone and address-restricted NATs record. The rules stay.
+    /// full-cone and address-restricted NATs, and random ports, record.
+    /// The rules stay.
     ///
     /// # Errors
     ///
@@ -393,10 +416,8 @@ impl NetNs {
         let flushed = self.run(|| {
             nftables::ctnetlink(conntrack::DELETE, false)?;
             for link in &links {
-                for set in [
-                    format!("mapped_{}", link.name),
-                    format!("contacted_{}", link.name),
-                ] {
+                let sets = ["mapped", "contacted", "public"];
+                for set in sets.map(|set| format!("{set}_{}", link.name)) {
                     let mut batch = Batch::new();
                     batch.flush_set(TABLE, &set);
                     match batch.send() {
@@ -499,17 +520,9 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
     if by_address {
         batch.set(TABLE, &contacted, 8, None, timeout);
     }
-    let udp = [
-        nftables::meta(Meta::L4proto, REG_1),
-        nftables::cmp(REG_1, true, &[17]),
-    ];
     let mut record = [
-        oif(link),
-        udp.to_vec(),
+        masqueraded_udp_out(link),
         vec![
-            nftables::ct(Ct::Status, REG_1),
-            nftables::and(REG_1, &SOURCE_NATTED.to_ne_bytes()),
-            nftables::cmp(REG_1, false, &0u32.to_ne_bytes()),
             nftables::ct_of(Ct::ProtoDst, Direction::Reply, reg32(0)),
             nftables::ct_of(Ct::SrcIp, Direction::Original, reg32(1)),
             nftables::ct_of(Ct::ProtoSrc, Direction::Original, reg32(2)),
@@ -535,7 +548,7 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
     );
     let mut admit = [
         iif(link, true),
-        udp.to_vec(),
+        udp().to_vec(),
         vec![nftables::payload(2, 2, 2, reg32(0))],
     ]
     .concat();
@@ -561,6 +574,53 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
     );
 }
 
+/// Random but endpoint-independent ports for UDP: each inside endpoint's
+/// public port is recorded in the map `public_<link>` (inside address and
+/// port to public port) by the `mappings` chain, and its later datagrams
+/// out are masqueraded to that port; the first takes a random one.
+fn keep_random_ports(batch: &mut Batch, link: &str, nat: Nat) {
+    use nftables::{Direction, reg32};
+    let public = format!("public_{link}");
+    batch.set(
+        TABLE,
+        &public,
+        8,
+        Some(2),
+        nat.udp_timeout.unwrap_or(UDP_TIMEOUT),
+    );
+    batch.rule(
+        TABLE,
+        "postrouting",
+        &format!("{link}: an inside endpoint keeps its random port ({public})"),
+        [
+            oif(link),
+            udp().to_vec(),
+            vec![
+                nftables::payload(1, 12, 4, reg32(0)),
+                nftables::payload(2, 0, 2, reg32(1)),
+                nftables::lookup(&public, reg32(0), Some(reg32(2))),
+                nftables::masquerade_to(reg32(2)),
+            ],
+        ]
+        .concat(),
+    );
+    batch.rule(
+        TABLE,
+        "mappings",
+        &format!("{link}: each inside endpoint's random port is recorded"),
+        [
+            masqueraded_udp_out(link),
+            vec![
+                nftables::ct_of(Ct::SrcIp, Direction::Original, reg32(0)),
+                nftables::ct_of(Ct::ProtoSrc, Direction::Original, reg32(1)),
+                nftables::ct_of(Ct::ProtoDst, Direction::Reply, reg32(2)),
+                nftables::update(&public, reg32(0), Some(reg32(2))),
+            ],
+        ]
+        .concat(),
+    );
+}
+
 /// The regular chain of the ports forwarded on `link`.
 fn ports_chain(link: &str) -> String {
     format!("ports_{link}")
@@ -580,6 +640,28 @@ fn iif(link: &str, equal: bool) -> Vec<nftables::Attr> {
         nftables::meta(Meta::Iifname, REG_1),
         nftables::cmp(REG_1, equal, &ifname(link)),
     ]
+}
+
+/// `meta l4proto udp`.
+fn udp() -> [nftables::Attr; 2] {
+    [
+        nftables::meta(Meta::L4proto, REG_1),
+        nftables::cmp(REG_1, true, &[17]),
+    ]
+}
+
+/// A UDP datagram leaving `link` on a connection that was masqueraded.
+fn masqueraded_udp_out(link: &str) -> Vec<nftables::Attr> {
+    [
+        oif(link),
+        udp().to_vec(),
+        vec![
+            nftables::ct(Ct::Status, REG_1),
+            nftables::and(REG_1, &SOURCE_NATTED.to_ne_bytes()),
+            nftables::cmp(REG_1, false, &0u32.to_ne_bytes()),
+        ],
+    ]
+    .concat()
 }
 
 /// `oifname == link`.

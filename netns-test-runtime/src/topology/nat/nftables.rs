@@ -697,6 +697,11 @@ pub(super) fn masquerade(flags: u32) -> Attr {
     expression("masq", data)
 }
 
+/// Masquerade to the port in `port` (`NFTA_MASQ_REG_PROTO_MIN` 2).
+pub(super) fn masquerade_to(port: u32) -> Attr {
+    expression("masq", vec![Attr::u32(2, port)])
+}
+
 /// Destination NAT (IPv4) to the address in `address` and the port in `port`.
 pub(super) fn dnat(address: u32, port: u32) -> Attr {
     // NFTA_NAT_TYPE 1 (NFT_NAT_DNAT 1), _FAMILY 2, _REG_ADDR_MIN 3,
