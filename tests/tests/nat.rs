@@ -334,9 +334,9 @@ fn hairpin(hairpinning: bool) -> bool {
         return false;
     };
     assert_eq!(
-        from.ip().to_string(),
-        "192.168.1.1",
-        "masqueraded to come back"
+        from,
+        "203.0.113.1:5000".parse().unwrap(),
+        "seen as the outside sees it, to come back through the router"
     );
     assert_eq!(arrives(&service, from, &client), Some(public));
     true
@@ -346,6 +346,34 @@ fn hairpin(hairpinning: bool) -> bool {
 fn hairpinning_works_when_on_and_not_when_off() {
     assert!(hairpin(true));
     assert!(!hairpin(false));
+}
+
+/// Whether an inside endpoint reaches another's live UDP mapping, behind a
+/// router with `nat`: `a` has sent out (so has a mapping), `b` sends to
+/// it; `a` answers `b` at the endpoint it saw.
+fn hairpin_to_a_mapping(nat: Nat) -> bool {
+    let internet = internet();
+    let site = site(&internet, 1, nat);
+    let server = udp(&internet, "203.0.113.10:3478");
+    let a = udp(&site.host, "0.0.0.0:5000");
+    let b = udp(&site.host, "0.0.0.0:5001");
+    let a_public = seen_by(&a, &server);
+    let b_public = seen_by(&b, &server);
+    let Some(from) = arrives(&b, a_public, &a) else {
+        return false;
+    };
+    assert_eq!(from, b_public, "b is seen at its public endpoint");
+    assert_eq!(arrives(&a, from, &b), Some(a_public));
+    true
+}
+
+#[netns_test]
+fn hairpinning_reaches_a_live_mapping_of_a_full_cone() {
+    assert!(hairpin_to_a_mapping(Nat::full_cone().hairpinning(true)));
+    assert!(!hairpin_to_a_mapping(Nat::full_cone()));
+    // `a` never sent to the public address, so its filter keeps `b` out.
+    let restricted = Nat::address_restricted().hairpinning(true);
+    assert!(!hairpin_to_a_mapping(restricted));
 }
 
 /// Whether the server that was let in through a mapping of a router with

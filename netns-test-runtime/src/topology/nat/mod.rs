@@ -21,10 +21,11 @@
 //! - `prerouting` (nat, priority -100): what arrives on the outside link
 //!   jumps to `ports_<link>`, which holds the forwarded ports' `dnat` rules
 //!   ([`NetNs::forward_port`]); with hairpinning, so does what arrives from
-//!   the inside for the outside link's address, marked to be masqueraded
-//!   on its way back in. Then a new UDP datagram for a recorded port (from
-//!   a contacted address, for address-dependent filtering) is sent in to
-//!   its inside endpoint.
+//!   the inside for the outside link's address, marked so that
+//!   `postrouting` gives it the outside link's address as its source on
+//!   its way back in. Then a new UDP datagram for a recorded port (from a
+//!   contacted address, for address-dependent filtering) is sent in to its
+//!   inside endpoint, and so is one from the inside, with hairpinning.
 //! - `forward` and `input` (filter, priority 0): the firewall. Replies
 //!   (`ct state established,related`) and what was sent in (`ct status
 //!   dnat`) pass; everything else from the outside link is dropped, before
@@ -38,7 +39,7 @@
 mod conntrack;
 mod nftables;
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 pub use conntrack::{Connection, Tuple};
@@ -168,10 +169,16 @@ impl Nat {
         Nat { ports, ..self }
     }
 
-    /// Whether an inside host may reach a forwarded port through the
-    /// outside link's address (off by default). Such packets are turned
-    /// back in and masqueraded with the inside link's address, so that the
-    /// replies come back through the router.
+    /// Whether an inside host may reach another through the outside link's
+    /// address (off by default), as RFC 4787 asks: a forwarded port, with
+    /// any behaviour, and a live UDP mapping, with a full cone. (An
+    /// address-restricted NAT's filtering sees the public address as the
+    /// source, which its inside endpoints never sent to, and a
+    /// port-restricted or symmetric NAT's keeps no mapping apart from its
+    /// connections: both keep a hairpinned datagram to a mapping out.)
+    /// Such packets are turned back in, their source translated to the
+    /// outside link's address, so that the replies come back through the
+    /// router and the receiver sees its peer as the outside does.
     pub fn hairpinning(self, on: bool) -> Nat {
         Nat {
             hairpinning: on,
@@ -270,11 +277,12 @@ impl NetNs {
             batch.rule(
                 TABLE,
                 "postrouting",
-                "hairpinned: masqueraded, so that replies come back through the router",
+                &format!("hairpinned: from {public}, so that replies come back through the router"),
                 vec![
                     nftables::meta(Meta::Mark, REG_1),
                     nftables::cmp(REG_1, true, &HAIRPIN_MARK.to_ne_bytes()),
-                    nftables::masquerade(0),
+                    nftables::immediate(REG_2, &public.octets()),
+                    nftables::snat(REG_2),
                 ],
             );
         }
@@ -327,7 +335,7 @@ impl NetNs {
             [iif(link, true), vec![nftables::verdict(Verdict::Drop)]].concat(),
         );
         if nat.filtering != Filtering::AddressAndPortDependent {
-            filter_by_sets(&mut batch, link, nat);
+            filter_by_sets(&mut batch, link, nat, public);
         }
         self.commit(&step, batch)?;
         if let Some(seconds) = timeout {
@@ -456,7 +464,7 @@ impl NetNs {
     }
 
     /// The first IPv4 address of `link`.
-    fn ipv4_of(&self, link: &str, step: &str) -> Result<std::net::Ipv4Addr, Error> {
+    fn ipv4_of(&self, link: &str, step: &str) -> Result<Ipv4Addr, Error> {
         self.link(link)?
             .addresses
             .iter()
@@ -509,7 +517,7 @@ const UDP_TIMEOUT: Duration = Duration::from_secs(30);
 /// datagram arriving on `link` for a recorded port (from a recorded
 /// address) is sent in to the inside endpoint. Each element lives as long
 /// as the UDP timeout, refreshed by every datagram out.
-fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
+fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat, public: Option<Ipv4Addr>) {
     use nftables::{Direction, reg32};
     let timeout = nat.udp_timeout.unwrap_or(UDP_TIMEOUT);
     let mapped = format!("mapped_{link}");
@@ -546,22 +554,24 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
         &format!("{link}: each UDP mapping is recorded ({kind})"),
         record,
     );
-    let mut admit = [
-        iif(link, true),
-        udp().to_vec(),
-        vec![nftables::payload(2, 2, 2, reg32(0))],
-    ]
-    .concat();
-    if by_address {
+    // The source the filtering sees: the packet's, or, hairpinned, the
+    // public address its source is translated to.
+    let admit = |arriving: Vec<nftables::Attr>, source: nftables::Attr| {
+        let mut admit = [
+            arriving,
+            udp().to_vec(),
+            vec![nftables::payload(2, 2, 2, reg32(0))],
+        ]
+        .concat();
+        if by_address {
+            admit.extend([source, nftables::lookup(&contacted, reg32(0), None)]);
+        }
         admit.extend([
-            nftables::payload(1, 12, 4, reg32(1)),
-            nftables::lookup(&contacted, reg32(0), None),
+            nftables::lookup(&mapped, reg32(0), Some(reg32(1))),
+            nftables::dnat(reg32(1), reg32(2)),
         ]);
-    }
-    admit.extend([
-        nftables::lookup(&mapped, reg32(0), Some(reg32(1))),
-        nftables::dnat(reg32(1), reg32(2)),
-    ]);
+        admit
+    };
     let from = match by_address {
         true => "from an address it sent to",
         false => "from anyone",
@@ -570,8 +580,24 @@ fn filter_by_sets(batch: &mut Batch, link: &str, nat: Nat) {
         TABLE,
         "prerouting",
         &format!("{link}: a new UDP datagram for a live mapping, {from}, goes in"),
-        admit,
+        admit(iif(link, true), nftables::payload(1, 12, 4, reg32(1))),
     );
+    if let Some(public) = public {
+        let hairpinned = [
+            iif(link, false),
+            vec![
+                nftables::payload(1, 16, 4, REG_1),
+                nftables::cmp(REG_1, true, &public.octets()),
+            ],
+        ]
+        .concat();
+        batch.rule(
+            TABLE,
+            "prerouting",
+            &format!("{link}: hairpinning: the same, from the inside to {public}"),
+            admit(hairpinned, nftables::immediate(reg32(1), &public.octets())),
+        );
+    }
 }
 
 /// Random but endpoint-independent ports for UDP: each inside endpoint's

@@ -704,17 +704,25 @@ pub(super) fn masquerade_to(port: u32) -> Attr {
 
 /// Destination NAT (IPv4) to the address in `address` and the port in `port`.
 pub(super) fn dnat(address: u32, port: u32) -> Attr {
-    // NFTA_NAT_TYPE 1 (NFT_NAT_DNAT 1), _FAMILY 2, _REG_ADDR_MIN 3,
-    // _REG_PROTO_MIN 5.
-    expression(
-        "nat",
-        vec![
-            Attr::u32(1, 1),
-            Attr::u32(2, u32::from(FAMILY_IPV4)),
-            Attr::u32(3, address),
-            Attr::u32(5, port),
-        ],
-    )
+    nat(1, address, Some(port))
+}
+
+/// Source NAT (IPv4) to the address in `address`, keeping the port when it
+/// is free.
+pub(super) fn snat(address: u32) -> Attr {
+    nat(0, address, None)
+}
+
+/// NAT of `kind` (`NFT_NAT_SNAT` 0, `NFT_NAT_DNAT` 1).
+fn nat(kind: u32, address: u32, port: Option<u32>) -> Attr {
+    // NFTA_NAT_TYPE 1, _FAMILY 2, _REG_ADDR_MIN 3, _REG_PROTO_MIN 5.
+    let mut attrs = vec![
+        Attr::u32(1, kind),
+        Attr::u32(2, u32::from(FAMILY_IPV4)),
+        Attr::u32(3, address),
+    ];
+    attrs.extend(port.map(|port| Attr::u32(5, port)));
+    expression("nat", attrs)
 }
 
 #[cfg(test)]
