@@ -539,3 +539,18 @@ mod fixture {
         panic!("fails to show the report");
     }
 }
+
+#[netns_test]
+fn two_outside_links_each_take_a_nat_in_the_same_table() {
+    let router = NetNs::named("router").unwrap();
+    let outside = NetNs::named("outside").unwrap();
+    router.add_veth("wan0", &outside, "out0").unwrap();
+    router.add_veth("wan1", &outside, "out1").unwrap();
+    router.add_nat("wan0", Nat::full_cone()).unwrap();
+    router.add_nat("wan1", Nat::symmetric()).unwrap();
+    // Again on the same link: the table, chains and sets are kept.
+    router.add_nat("wan1", Nat::symmetric()).unwrap();
+    router.add_nat("wan0", Nat::full_cone()).unwrap();
+    let to = "192.168.1.10:53".parse().unwrap();
+    router.forward_port("wan1", Protocol::Udp, 53, to).unwrap();
+}
