@@ -554,3 +554,17 @@ fn two_outside_links_each_take_a_nat_in_the_same_table() {
     let to = "192.168.1.10:53".parse().unwrap();
     router.forward_port("wan1", Protocol::Udp, 53, to).unwrap();
 }
+
+#[netns_test]
+fn a_mapping_ends_after_the_udp_timeout() {
+    for nat in [Nat::port_restricted(), Nat::full_cone()] {
+        let internet = internet();
+        let site = site(&internet, 1, nat.udp_timeout(Duration::from_secs(1)));
+        let server = udp(&internet, "203.0.113.10:3478");
+        let client = udp(&site.host, "0.0.0.0:5000");
+        let mapped = seen_by(&client, &server);
+        assert!(arrives(&server, mapped, &client).is_some(), "{nat:?}");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(arrives(&server, mapped, &client), None, "{nat:?}");
+    }
+}
