@@ -767,6 +767,33 @@ mod tests {
     }
 
     #[test]
+    fn a_conntrack_flush_is_a_delete_without_a_tuple() {
+        let mut bytes = Vec::new();
+        let sequence = message(
+            &mut bytes,
+            SUBSYS_CTNETLINK << 8 | 2,
+            NLM_F_REQUEST | NLM_F_ACK,
+            FAMILY_IPV4,
+            0,
+            &[],
+        );
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&20u32.to_ne_bytes());
+        expected.extend_from_slice(&0x0102u16.to_ne_bytes()); // IPCTNL_MSG_CT_DELETE
+        expected.extend_from_slice(&0x0005u16.to_ne_bytes()); // REQUEST|ACK
+        expected.extend_from_slice(&sequence.to_ne_bytes());
+        expected.extend_from_slice(&0u32.to_ne_bytes());
+        expected.extend_from_slice(&[2, 0, 0, 0]);
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn a_comment_is_user_data_as_nft_writes_it() {
+        assert_eq!(user_data("ok"), [0, 3, b'o', b'k', 0]);
+        assert_eq!(user_data(&"x".repeat(300)).len(), 2 + 253 + 1);
+    }
+
+    #[test]
     fn a_batch_begins_and_ends_for_nftables() {
         let batch = Batch::new();
         let (bytes, sequences) = batch.finish();
