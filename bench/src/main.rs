@@ -21,7 +21,8 @@
 //! - the 500 netns tests with packet capture off and on, by wall time and
 //!   by the most descriptors held at once;
 //! - a wire beside a plain veth pair (round trips, TCP goodput), and the
-//!   wire's delay, loss and rate as measured (`-- wire` runs these alone).
+//!   wire's delay, loss and rate as measured (`-- wire` runs these alone);
+//! - a router's setup with and without a NAT (`-- nat` runs these alone).
 //!
 //! It prints every median and the ratios the targets of `docs/speed.md` are
 //! stated in. It asserts nothing: the machine is noisy, and the numbers are
@@ -42,12 +43,14 @@ struct Measured {
     parallel_wall: Option<Duration>,
 }
 
+mod nat;
 mod wire;
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("wire") {
-        wire::rows();
-        return;
+    match std::env::args().nth(1).as_deref() {
+        Some("wire") => return wire::rows(),
+        Some("nat") => return nat::rows(),
+        _ => {}
     }
     let speed = speed_binary();
     println!("netns-test benchmark on {}\n", machine());
@@ -184,6 +187,7 @@ fn main() {
     caught_panics_row(&speed);
     rootless_nextest_rows();
     wire::rows();
+    nat::rows();
 }
 
 /// A test that catches 200 panics and passes, against a plain function that

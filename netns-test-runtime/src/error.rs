@@ -315,6 +315,25 @@ pub enum Error {
         /// What went wrong, and what to do about it.
         reason: &'static str,
     },
+    /// An nftables transaction or a ctnetlink request failed.
+    #[error(
+        "{step}: {source}; NAT needs nftables and connection tracking in the kernel (nf_tables, nft_nat, nft_masq, nft_ct, nf_conntrack_netlink: `modprobe` them if they are modules) and CAP_NET_ADMIN over the namespace, which every mode gives"
+    )]
+    Nftables {
+        /// The operation, e.g. `add a NAT on wan0`.
+        step: String,
+        /// What the kernel or the socket said.
+        #[source]
+        source: NetlinkError,
+    },
+    /// A NAT asked for what it cannot be given.
+    #[error("{step}: {reason}")]
+    Nat {
+        /// The operation, e.g. `forward udp port 4000 of wan0 to 192.168.1.10:4000`.
+        step: String,
+        /// What is wrong, and what to do about it.
+        reason: &'static str,
+    },
     /// A MAC address that is not six two-digit hexadecimal octets.
     #[error(
         "`{text}` is not a MAC address; write six two-digit hexadecimal octets, e.g. `02:00:0a:00:00:01`"
@@ -391,7 +410,7 @@ impl Error {
             | Error::SocketNamespace { source }
             | Error::Redirect { source }
             | Error::Mount { source, .. } => errno_kind(*source),
-            Error::Netlink { source, .. } => match source {
+            Error::Netlink { source, .. } | Error::Nftables { source, .. } => match source {
                 NetlinkError::Kernel(errno) => errno_kind(*errno),
                 NetlinkError::Socket(error) => error.kind(),
                 NetlinkError::Malformed(_) | NetlinkError::WrongSequence { .. } => {
@@ -419,7 +438,8 @@ impl Error {
             | Error::BadMac { .. }
             | Error::BadConditions { .. }
             | Error::NotAnEnd { .. }
-            | Error::BadSysctl { .. } => Kind::InvalidInput,
+            | Error::BadSysctl { .. }
+            | Error::Nat { .. } => Kind::InvalidInput,
             Error::Malformed { .. } => Kind::InvalidData,
             Error::AsyncRuntimePanicked { .. } => Kind::OutOfMemory,
             Error::NotIsolated { .. }

@@ -237,6 +237,6 @@ pub use nix::errno::Errno;
 pub use seed::seed;
 pub use test::TestResult;
 pub use topology::{
-    Conditions, IpPrefix, Link, MacAddr, Neighbour, NeighbourState, OperState, Protocol, Route,
-    Socket, SocketState, Via, Wire, WireCounters,
+    Conditions, Connection, IpPrefix, Link, MacAddr, Nat, Neighbour, NeighbourState, OperState,
+    Protocol, Route, Socket, SocketState, Tuple, Via, Wire, WireCounters,
 };

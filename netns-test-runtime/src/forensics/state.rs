@@ -2,7 +2,8 @@
 //! and sock_diag, never `ip` or `ss`) by the same introspection the tests
 //! have ([`NetNs::routes`], [`NetNs::neighbours`], [`NetNs::sockets`]), and
 //! written in a few lines, in the spirit of `ip -br addr`, `ip route`,
-//! `ip neigh` and `ss -tuan`.
+//! `ip neigh` and `ss -tuan`; and, where it is a NAT, its rules (as their
+//! comments say what they do) and its tracked connections (`conntrack -L`).
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -78,6 +79,18 @@ pub(crate) fn write(out: &mut String, label: &str, ns: &NetNs, taken: Option<Tak
     };
     let lines = sockets.map(|sockets| lines_of(sockets.entries.iter(), &sockets));
     section(out, "sockets", lines);
+    if let Some(rules) = ns.nat_rules() {
+        section(
+            out,
+            "nat",
+            Ok(rules.iter().map(|rule| printable(rule)).collect()),
+        );
+        let tracked = ns.conntrack().map(|tracked| {
+            let lines = tracked.iter().map(|connection| connection.to_string());
+            lines.collect()
+        });
+        section(out, "conntrack", tracked);
+    }
 }
 
 /// The IPv6 link-local route the kernel adds to every link, left out of a

@@ -8,7 +8,8 @@
 //! One file per object, as rtnetlink lays itself out: [`types`] (what the
 //! operations take and give), [`link`] (reading links and their state),
 //! [`make`] (making and deleting them), [`address`], [`route`],
-//! [`sysctl`], and [`inspect`] (routes, neighbours, sockets, as
+//! [`sysctl`], [`nat`] (NAT and firewall, over nftables and ctnetlink),
+//! and [`inspect`] (routes, neighbours, sockets, as
 //! [`observed`] types them); this file holds the rtnetlink base every
 //! operation uses.
 
@@ -17,6 +18,7 @@ mod inspect;
 mod ipv6;
 mod link;
 mod make;
+mod nat;
 mod observed;
 mod route;
 mod sysctl;
@@ -24,6 +26,7 @@ mod types;
 mod wire;
 
 pub(crate) use inspect::{Listed, name_of};
+pub use nat::{Connection, Nat, Tuple};
 pub use observed::{MacAddr, Neighbour, NeighbourState, Protocol, Route, Socket, SocketState};
 pub use types::{IpPrefix, Link, OperState, Via};
 pub use wire::{Conditions, Wire, WireCounters};
