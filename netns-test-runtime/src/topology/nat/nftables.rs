@@ -10,40 +10,37 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NLMSG_ERROR};
 use netlink_packet_utils::nla::NLA_F_NESTED;
-use netlink_sys::Socket;
-use netlink_sys::SocketAddr;
-use netlink_sys::protocols::NETLINK_NETFILTER;
-use nix::errno::Errno;
 
 use crate::error::NetlinkError;
 
+pub(super) use super::expr::*;
+pub(super) use super::nfnetlink::*;
+
 /// `NFNL_MSG_BATCH_BEGIN`.
-const BATCH_BEGIN: u16 = 0x10;
+pub(super) const BATCH_BEGIN: u16 = 0x10;
 /// `NFNL_MSG_BATCH_END`.
-const BATCH_END: u16 = 0x11;
+pub(super) const BATCH_END: u16 = 0x11;
 /// `NFNL_SUBSYS_NFTABLES`.
-const SUBSYS_NFTABLES: u16 = 10;
+pub(super) const SUBSYS_NFTABLES: u16 = 10;
 /// `NFNL_SUBSYS_CTNETLINK`.
 pub(super) const SUBSYS_CTNETLINK: u16 = 1;
 /// `NFPROTO_IPV4`, also `AF_INET`.
 pub(super) const FAMILY_IPV4: u8 = 2;
 
 /// `NFT_MSG_NEWTABLE`.
-const NEWTABLE: u16 = 0;
+pub(super) const NEWTABLE: u16 = 0;
 /// `NFT_MSG_NEWCHAIN`.
-const NEWCHAIN: u16 = 3;
+pub(super) const NEWCHAIN: u16 = 3;
 /// `NFT_MSG_NEWRULE`.
-const NEWRULE: u16 = 6;
+pub(super) const NEWRULE: u16 = 6;
 /// `NFT_MSG_GETRULE`.
-const GETRULE: u16 = 7;
+pub(super) const GETRULE: u16 = 7;
 /// `NFT_MSG_NEWSET`.
-const NEWSET: u16 = 9;
+pub(super) const NEWSET: u16 = 9;
 /// `NFT_MSG_DELSETELEM`.
-const DELSETELEM: u16 = 14;
+pub(super) const DELSETELEM: u16 = 14;
 
 /// The sequence numbers of requests: fresh for each message, across sockets.
 static SEQUENCE: AtomicU32 = AtomicU32::new(1);
@@ -93,14 +90,14 @@ impl Attr {
 }
 
 /// Pads `out` to the next multiple of four bytes (`NLA_ALIGN`, `NLMSG_ALIGN`).
-fn pad(out: &mut Vec<u8>) {
+pub(super) fn pad(out: &mut Vec<u8>) {
     out.resize(out.len().next_multiple_of(4), 0);
 }
 
 /// Appends one nfnetlink message: the netlink header, `struct nfgenmsg`
 /// (family, version 0, resource id) and the attributes. Returns its
 /// sequence number.
-fn message(
+pub(super) fn message(
     out: &mut Vec<u8>,
     kind: u16,
     flags: u16,
@@ -304,426 +301,33 @@ pub(super) struct Hook {
     pub(super) priority: i32,
 }
 
-/// Opens a netfilter netlink socket in the calling thread's namespace.
-fn open() -> Result<Socket, NetlinkError> {
-    let socket = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(NetlinkError::Socket)?;
-    Ok(socket)
-}
-
-/// Sends one ctnetlink request and returns the payloads of the messages
-/// that answer it (after their `struct nfgenmsg`), until the acknowledgement
-/// or, for a dump, `NLMSG_DONE`.
-pub(super) fn ctnetlink(kind: u16, dump: bool) -> Result<Vec<Vec<u8>>, NetlinkError> {
-    exchange(SUBSYS_CTNETLINK << 8 | kind, dump, &[])
-}
-
-/// The chain and comment of each rule of `table` (`NFT_MSG_GETRULE`,
-/// dumped), in the kernel's order.
-pub(super) fn rules(table: &str) -> Result<Vec<(String, String)>, NetlinkError> {
-    let replies = exchange(
-        SUBSYS_NFTABLES << 8 | GETRULE,
-        true,
-        &[Attr::string(NFTA_RULE_TABLE, table)],
-    )?;
-    let text = |bytes: &[u8]| {
-        let text = bytes.split(|byte| *byte == 0).next().unwrap_or_default();
-        String::from_utf8_lossy(text).into_owned()
-    };
-    Ok(replies
-        .iter()
-        .map(|payload| {
-            let (mut chain, mut comment) = (String::new(), String::new());
-            for (kind, value) in attributes(payload) {
-                match kind {
-                    NFTA_RULE_CHAIN => chain = text(value),
-                    NFTA_RULE_USERDATA => comment = text(value.get(2..).unwrap_or_default()),
-                    _ => {}
-                }
-            }
-            (chain, comment)
-        })
-        .collect())
-}
-
-/// Sends one netfilter request and returns the payloads of the messages
-/// that answer it (after their `struct nfgenmsg`), until the acknowledgement
-/// or, for a dump, `NLMSG_DONE`.
-fn exchange(kind: u16, dump: bool, attrs: &[Attr]) -> Result<Vec<Vec<u8>>, NetlinkError> {
-    let mut bytes = Vec::new();
-    let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-    let sequence = message(&mut bytes, kind, flags, FAMILY_IPV4, 0, attrs);
-    let socket = open()?;
-    socket.send(&bytes, 0).map_err(NetlinkError::Socket)?;
-    let mut answers = Vec::new();
-    loop {
-        let (datagram, _) = socket.recv_from_full().map_err(NetlinkError::Socket)?;
-        for reply in replies(&datagram)? {
-            if reply.sequence != sequence {
-                return Err(NetlinkError::WrongSequence {
-                    expected: sequence,
-                    got: reply.sequence,
-                });
-            }
-            match reply.kind {
-                NLMSG_ERROR => {
-                    acknowledged(reply.payload)?;
-                    return Ok(answers);
-                }
-                NLMSG_DONE => return Ok(answers),
-                _ => answers.push(reply.payload.get(4..).unwrap_or_default().to_vec()),
-            }
-        }
-    }
-}
-
-/// A rule's user data holding `comment`, as nft writes it.
-fn user_data(comment: &str) -> Vec<u8> {
-    let text = &comment.as_bytes()[..comment.len().min(253)];
-    let mut bytes = vec![0, u8::try_from(text.len() + 1).expect("at most 254")];
-    bytes.extend_from_slice(text);
-    bytes.push(0);
-    bytes
-}
-
-/// One netlink message of a datagram.
-struct Reply<'a> {
-    kind: u16,
-    sequence: u32,
-    payload: &'a [u8],
-}
-
-/// The messages of one datagram.
-fn replies(datagram: &[u8]) -> Result<Vec<Reply<'_>>, NetlinkError> {
-    let mut found = Vec::new();
-    let mut rest = datagram;
-    while rest.len() >= 16 {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        if len < 16 || len > rest.len() {
-            return Err(NetlinkError::Malformed(format!(
-                "a netlink message of {len} bytes in a datagram of {}",
-                rest.len()
-            )));
-        }
-        found.push(Reply {
-            kind: u16::from_ne_bytes(rest[4..6].try_into().expect("2 bytes")),
-            sequence: u32::from_ne_bytes(rest[8..12].try_into().expect("4 bytes")),
-            payload: &rest[16..len],
-        });
-        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
-    }
-    Ok(found)
-}
-
-/// An `NLMSG_ERROR` payload: an acknowledgement (code 0) or a refusal.
-fn acknowledged(payload: &[u8]) -> Result<(), NetlinkError> {
-    let code = payload
-        .get(0..4)
-        .map(|code| i32::from_ne_bytes(code.try_into().expect("4 bytes")))
-        .ok_or_else(|| NetlinkError::Malformed("an NLMSG_ERROR without a code".into()))?;
-    match code {
-        0 => Ok(()),
-        code => Err(NetlinkError::Kernel(Errno::from_raw(-code))),
-    }
-}
-
-/// The attributes of a message or of a nested attribute, by type (the
-/// `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER` bits cleared).
-pub(super) fn attributes(mut bytes: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut found = Vec::new();
-    while bytes.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([bytes[0], bytes[1]]));
-        if len < 4 || len > bytes.len() {
-            break;
-        }
-        let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
-        found.push((kind, &bytes[4..len]));
-        bytes = &bytes[len.next_multiple_of(4).min(bytes.len())..];
-    }
-    found
-}
-
 // Attributes of tables, chains and rules (`enum nft_*_attributes`).
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_RULE_USERDATA: u16 = 7;
-const NFTA_SET_TABLE: u16 = 1;
-const NFTA_SET_NAME: u16 = 2;
-const NFTA_SET_FLAGS: u16 = 3;
-const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_DATA_TYPE: u16 = 6;
-const NFTA_SET_DATA_LEN: u16 = 7;
-const NFTA_SET_ID: u16 = 10;
-const NFTA_SET_TIMEOUT: u16 = 11;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-
-/// The first 16-byte register, `NFT_REG_1`.
-pub(super) const REG_1: u32 = 1;
-/// The second, `NFT_REG_2`.
-pub(super) const REG_2: u32 = 2;
-/// The 32-bit register `n` (`NFT_REG32_00` + n): a concatenation's fields
-/// fill consecutive ones.
-pub(super) const fn reg32(n: u32) -> u32 {
-    8 + n
-}
-/// The verdict register, `NFT_REG_VERDICT`.
-const REG_VERDICT: u32 = 0;
-
-/// One expression of a rule.
-fn expression(name: &str, data: Vec<Attr>) -> Attr {
-    Attr::Nested(
-        NFTA_LIST_ELEM,
-        vec![
-            Attr::string(NFTA_EXPR_NAME, name),
-            Attr::Nested(NFTA_EXPR_DATA, data),
-        ],
-    )
-}
-
-/// Meta keys (`enum nft_meta_keys`).
-#[derive(Debug, Clone, Copy)]
-#[repr(u32)]
-pub(super) enum Meta {
-    /// `NFT_META_MARK`.
-    Mark = 3,
-    /// `NFT_META_IIFNAME`.
-    Iifname = 6,
-    /// `NFT_META_OIFNAME`.
-    Oifname = 7,
-    /// `NFT_META_L4PROTO`.
-    L4proto = 16,
-}
-
-/// Loads a meta key into `register`.
-pub(super) fn meta(key: Meta, register: u32) -> Attr {
-    // NFTA_META_DREG 1, NFTA_META_KEY 2.
-    expression(
-        "meta",
-        vec![Attr::u32(1, register), Attr::u32(2, key as u32)],
-    )
-}
-
-/// Sets a meta key from `register`.
-pub(super) fn set_meta(key: Meta, register: u32) -> Attr {
-    // NFTA_META_KEY 2, NFTA_META_SREG 3.
-    expression(
-        "meta",
-        vec![Attr::u32(2, key as u32), Attr::u32(3, register)],
-    )
-}
-
-/// Compares `register` with `value`: equal (`NFT_CMP_EQ`) or not (`NFT_CMP_NEQ`).
-pub(super) fn cmp(register: u32, equal: bool, value: &[u8]) -> Attr {
-    // NFTA_CMP_SREG 1, NFTA_CMP_OP 2, NFTA_CMP_DATA 3.
-    expression(
-        "cmp",
-        vec![
-            Attr::u32(1, register),
-            Attr::u32(2, if equal { 0 } else { 1 }),
-            Attr::Nested(3, vec![Attr::Bytes(NFTA_DATA_VALUE, value.to_vec())]),
-        ],
-    )
-}
-
-/// Loads `len` bytes at `offset` of the network (1) or transport (2)
-/// header into `register`.
-pub(super) fn payload(base: u32, offset: u32, len: u32, register: u32) -> Attr {
-    // NFTA_PAYLOAD_DREG 1, _BASE 2, _OFFSET 3, _LEN 4.
-    expression(
-        "payload",
-        vec![
-            Attr::u32(1, register),
-            Attr::u32(2, base),
-            Attr::u32(3, offset),
-            Attr::u32(4, len),
-        ],
-    )
-}
-
-/// Conntrack keys (`enum nft_ct_keys`).
-#[derive(Debug, Clone, Copy)]
-#[repr(u32)]
-pub(super) enum Ct {
-    /// `NFT_CT_STATE`: a bit per state, `NF_CT_STATE_BIT`.
-    State = 0,
-    /// `NFT_CT_STATUS`: `enum ip_conntrack_status`.
-    Status = 2,
-    /// `NFT_CT_PROTO_SRC`: a direction's source port.
-    ProtoSrc = 11,
-    /// `NFT_CT_PROTO_DST`: a direction's destination port.
-    ProtoDst = 12,
-    /// `NFT_CT_SRC_IP`: a direction's IPv4 source.
-    SrcIp = 19,
-    /// `NFT_CT_DST_IP`: a direction's IPv4 destination.
-    DstIp = 20,
-}
-
-/// A direction of a connection (`IP_CT_DIR_ORIGINAL` 0, `IP_CT_DIR_REPLY` 1).
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Direction {
-    /// As its first packet went.
-    Original = 0,
-    /// As its replies go.
-    Reply = 1,
-}
-
-/// Loads a conntrack key of one direction into `register`.
-pub(super) fn ct_of(key: Ct, direction: Direction, register: u32) -> Attr {
-    // NFTA_CT_DREG 1, NFTA_CT_KEY 2, NFTA_CT_DIRECTION 3 (u8).
-    expression(
-        "ct",
-        vec![
-            Attr::u32(1, register),
-            Attr::u32(2, key as u32),
-            Attr::Bytes(3, vec![direction as u8]),
-        ],
-    )
-}
-
-/// Adds the key in `key` (and, for a map, the value in `data`) to `set`,
-/// or refreshes its timeout (`NFT_DYNSET_OP_UPDATE`).
-pub(super) fn update(set: &str, key: u32, data: Option<u32>) -> Attr {
-    // NFTA_DYNSET_SET_NAME 1, _OP 3, _SREG_KEY 4, _SREG_DATA 5.
-    let mut attrs = vec![Attr::string(1, set), Attr::u32(3, 1), Attr::u32(4, key)];
-    attrs.extend(data.map(|data| Attr::u32(5, data)));
-    expression("dynset", attrs)
-}
-
-/// Matches when the key in `key` is in `set`; for a map, loads its value
-/// into `data`.
-pub(super) fn lookup(set: &str, key: u32, data: Option<u32>) -> Attr {
-    // NFTA_LOOKUP_SET 1, _SREG 2, _DREG 3.
-    let mut attrs = vec![Attr::string(1, set), Attr::u32(2, key)];
-    attrs.extend(data.map(|data| Attr::u32(3, data)));
-    expression("lookup", attrs)
-}
-
-/// Loads a conntrack key into `register`.
-pub(super) fn ct(key: Ct, register: u32) -> Attr {
-    // NFTA_CT_DREG 1, NFTA_CT_KEY 2.
-    expression("ct", vec![Attr::u32(1, register), Attr::u32(2, key as u32)])
-}
-
-/// `register = register & mask` over `mask.len()` bytes.
-pub(super) fn and(register: u32, mask: &[u8]) -> Attr {
-    // NFTA_BITWISE_SREG 1, _DREG 2, _LEN 3, _MASK 4, _XOR 5.
-    let len = u32::try_from(mask.len()).expect("a short mask");
-    expression(
-        "bitwise",
-        vec![
-            Attr::u32(1, register),
-            Attr::u32(2, register),
-            Attr::u32(3, len),
-            Attr::Nested(4, vec![Attr::Bytes(NFTA_DATA_VALUE, mask.to_vec())]),
-            Attr::Nested(5, vec![Attr::Bytes(NFTA_DATA_VALUE, vec![0; mask.len()])]),
-        ],
-    )
-}
-
-/// Loads `value` into `register`.
-pub(super) fn immediate(register: u32, value: &[u8]) -> Attr {
-    // NFTA_IMMEDIATE_DREG 1, NFTA_IMMEDIATE_DATA 2.
-    expression(
-        "immediate",
-        vec![
-            Attr::u32(1, register),
-            Attr::Nested(2, vec![Attr::Bytes(NFTA_DATA_VALUE, value.to_vec())]),
-        ],
-    )
-}
-
-/// A verdict.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Verdict<'a> {
-    /// `NF_ACCEPT`.
-    Accept,
-    /// `NF_DROP`.
-    Drop,
-    /// `NFT_JUMP` to a chain.
-    Jump(&'a str),
-}
-
-/// Ends the rule with `verdict`.
-pub(super) fn verdict(verdict: Verdict<'_>) -> Attr {
-    let mut data = Vec::new();
-    match verdict {
-        Verdict::Accept => data.push(Attr::u32(NFTA_VERDICT_CODE, 1)),
-        Verdict::Drop => data.push(Attr::u32(NFTA_VERDICT_CODE, 0)),
-        Verdict::Jump(chain) => {
-            // NFT_JUMP is -3.
-            data.push(Attr::Bytes(
-                NFTA_VERDICT_CODE,
-                (-3i32).to_be_bytes().to_vec(),
-            ));
-            data.push(Attr::string(NFTA_VERDICT_CHAIN, chain));
-        }
-    }
-    expression(
-        "immediate",
-        vec![
-            Attr::u32(1, REG_VERDICT),
-            Attr::Nested(2, vec![Attr::Nested(NFTA_DATA_VERDICT, data)]),
-        ],
-    )
-}
-
-/// `NF_NAT_RANGE_PROTO_RANDOM_FULLY`: a random source port per connection.
-pub(super) const RANDOM_FULLY: u32 = 1 << 4;
-
-/// Masquerade: the source address becomes the outgoing link's, with
-/// `flags` (`NF_NAT_RANGE_*`).
-pub(super) fn masquerade(flags: u32) -> Attr {
-    // NFTA_MASQ_FLAGS 1.
-    let data = match flags {
-        0 => Vec::new(),
-        flags => vec![Attr::u32(1, flags)],
-    };
-    expression("masq", data)
-}
-
-/// Masquerade to the port in `port` (`NFTA_MASQ_REG_PROTO_MIN` 2).
-pub(super) fn masquerade_to(port: u32) -> Attr {
-    expression("masq", vec![Attr::u32(2, port)])
-}
-
-/// Destination NAT (IPv4) to the address in `address` and the port in `port`.
-pub(super) fn dnat(address: u32, port: u32) -> Attr {
-    nat(1, address, Some(port))
-}
-
-/// Source NAT (IPv4) to the address in `address`, keeping the port when it
-/// is free.
-pub(super) fn snat(address: u32) -> Attr {
-    nat(0, address, None)
-}
-
-/// NAT of `kind` (`NFT_NAT_SNAT` 0, `NFT_NAT_DNAT` 1).
-fn nat(kind: u32, address: u32, port: Option<u32>) -> Attr {
-    // NFTA_NAT_TYPE 1, _FAMILY 2, _REG_ADDR_MIN 3, _REG_PROTO_MIN 5.
-    let mut attrs = vec![
-        Attr::u32(1, kind),
-        Attr::u32(2, u32::from(FAMILY_IPV4)),
-        Attr::u32(3, address),
-    ];
-    attrs.extend(port.map(|port| Attr::u32(5, port)));
-    expression("nat", attrs)
-}
+pub(super) const NFTA_TABLE_NAME: u16 = 1;
+pub(super) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(super) const NFTA_CHAIN_NAME: u16 = 3;
+pub(super) const NFTA_CHAIN_HOOK: u16 = 4;
+pub(super) const NFTA_CHAIN_TYPE: u16 = 7;
+pub(super) const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub(super) const NFTA_HOOK_PRIORITY: u16 = 2;
+pub(super) const NFTA_RULE_TABLE: u16 = 1;
+pub(super) const NFTA_RULE_CHAIN: u16 = 2;
+pub(super) const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(super) const NFTA_RULE_USERDATA: u16 = 7;
+pub(super) const NFTA_SET_TABLE: u16 = 1;
+pub(super) const NFTA_SET_NAME: u16 = 2;
+pub(super) const NFTA_SET_FLAGS: u16 = 3;
+pub(super) const NFTA_SET_KEY_LEN: u16 = 5;
+pub(super) const NFTA_SET_DATA_TYPE: u16 = 6;
+pub(super) const NFTA_SET_DATA_LEN: u16 = 7;
+pub(super) const NFTA_SET_ID: u16 = 10;
+pub(super) const NFTA_SET_TIMEOUT: u16 = 11;
+pub(super) const NFTA_LIST_ELEM: u16 = 1;
+pub(super) const NFTA_EXPR_NAME: u16 = 1;
+pub(super) const NFTA_EXPR_DATA: u16 = 2;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NFTA_DATA_VERDICT: u16 = 2;
+pub(super) const NFTA_VERDICT_CODE: u16 = 1;
+pub(super) const NFTA_VERDICT_CHAIN: u16 = 2;
 
 #[cfg(test)]
 mod tests {
