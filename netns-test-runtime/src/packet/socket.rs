@@ -48,8 +48,8 @@ pub(crate) struct Frame {
 impl Socket {
     /// Opens a packet socket in the calling thread's network namespace,
     /// unbound: it sees every interface there. Asks for kernel timestamps,
-    /// and for an 8 MiB receive buffer where the process may have one
-    /// (`SO_RCVBUFFORCE`, with `CAP_NET_ADMIN`; the default otherwise).
+    /// and for an 8 MiB receive buffer (`SO_RCVBUFFORCE` with
+    /// `CAP_NET_ADMIN`; otherwise `SO_RCVBUF`, up to `net.core.rmem_max`).
     ///
     /// # Errors
     ///
@@ -63,7 +63,13 @@ impl Socket {
             SockProtocol::EthAll,
         )?;
         setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
-        let _ = setsockopt(&fd, sockopt::RcvBufForce, &(8 << 20));
+        // Forced where the process may (CAP_NET_ADMIN over the initial
+        // namespace); elsewhere (a user namespace: helper and process modes,
+        // rootless) as large as `net.core.rmem_max` allows, rather than the
+        // default, which a burst on a loaded machine outruns.
+        if setsockopt(&fd, sockopt::RcvBufForce, &(8 << 20)).is_err() {
+            let _ = setsockopt(&fd, sockopt::RcvBuf, &(8 << 20));
+        }
         Ok(Socket { fd })
     }
 
