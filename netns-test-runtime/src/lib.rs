@@ -237,6 +237,7 @@ pub use nix::errno::Errno;
 pub use seed::seed;
 pub use test::TestResult;
 pub use topology::{
-    Conditions, Connection, IpPrefix, Link, MacAddr, Nat, Neighbour, NeighbourState, OperState,
-    Protocol, Route, Socket, SocketState, Tuple, Via, Wire, WireCounters,
+    Conditions, Connection, Interface, IpPrefix, Link, MacAddr, Nat, Neighbour, NeighbourState,
+    Network, NetworkBuilder, Node, OperState, Protocol, Route, Socket, SocketState, Tuple, Via,
+    Wire, WireCounters,
 };
