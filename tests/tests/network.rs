@@ -80,8 +80,18 @@ fn the_same_declaration_gets_the_same_addresses_and_macs() {
     assert_eq!(server.name(), "server");
 }
 
+/// Sends `hello` over TCP from `client` to `server`, at its IPv4 address,
+/// then at its IPv6 address.
+fn tcp(client: &Node, server: &Node) {
+    let ipv4 = server.ipv4().unwrap().into();
+    let ipv6 = server.ipv6().unwrap().into();
+    for address in [SocketAddr::new(ipv4, 8080), SocketAddr::new(ipv6, 8080)] {
+        hello(client, server, address);
+    }
+}
+
 /// Sends `hello` over TCP from `client` to `server` at `address`.
-fn tcp(client: &Node, server: &Node, address: SocketAddr) {
+fn hello(client: &Node, server: &Node, address: SocketAddr) {
     let listener = server.run(|| TcpListener::bind(address)).unwrap().unwrap();
     let sent = client
         .spawn(move || {
@@ -100,20 +110,48 @@ fn tcp(client: &Node, server: &Node, address: SocketAddr) {
 fn a_client_reaches_a_server_through_a_router_over_ipv4_and_ipv6() {
     let net = client_router_server();
     let (client, server) = (net.host("client").unwrap(), net.host("server").unwrap());
-    tcp(
-        client,
-        server,
-        SocketAddr::new(server.ipv4().unwrap().into(), 8080),
-    );
-    tcp(
-        client,
-        server,
-        SocketAddr::new(server.ipv6().unwrap().into(), 8080),
-    );
+    tcp(client, server);
     assert_eq!(server.sysctl("net.ipv4.ip_forward").unwrap(), "0");
     let router = net.host("router").unwrap();
     assert_eq!(router.sysctl("net.ipv4.ip_forward").unwrap(), "1");
     assert_eq!(router.sysctl("net.ipv6.conf.all.forwarding").unwrap(), "1");
+}
+
+#[netns_test]
+fn given_subnets_take_the_place_of_the_scheme() {
+    let net = Network::builder()
+        .switch("lan")
+        .subnet("192.168.1.0/24".parse().unwrap())
+        .router("gw")
+        .link("lan")
+        .host("laptop")
+        .link("lan")
+        .host("server")
+        .link("gw")
+        .subnet("203.0.113.0/29".parse().unwrap())
+        .subnet("2001:db8::/64".parse().unwrap())
+        .build()
+        .unwrap();
+    let (laptop, server) = (net.host("laptop").unwrap(), net.host("server").unwrap());
+    assert_eq!(laptop.ipv4(), Some("192.168.1.2".parse().unwrap()));
+    assert_eq!(laptop.ipv6(), Some("fd00:1:1::2".parse().unwrap()));
+    assert_eq!(laptop.router(), Some("gw"));
+    assert_eq!(server.ipv4(), Some("203.0.113.2".parse().unwrap()));
+    assert_eq!(server.ipv6(), Some("2001:db8::2".parse().unwrap()));
+    let gw = net.host("gw").unwrap();
+    let to_server = gw.interface_to("server").unwrap();
+    assert_eq!(
+        to_server.ipv4,
+        "203.0.113.1".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    let prefixes: Vec<String> = (gw.link(&to_server.name).unwrap().addresses.iter())
+        .map(|prefix| prefix.to_string())
+        .collect();
+    assert!(
+        prefixes.contains(&"203.0.113.1/29".to_owned()),
+        "{prefixes:?}"
+    );
+    tcp(laptop, server);
 }
 
 /// A UDP socket bound in `node`, that waits `wait` for a datagram.
@@ -306,6 +344,20 @@ fn mistakes_in_a_declaration_name_the_fix() {
     assert!(nat.contains("declare it with `.uplink(...)`"), "{nat}");
     let uplink = mistake(Network::builder().router("r").host("h").uplink("r"));
     assert!(uplink.contains("only a router has an uplink"), "{uplink}");
+    let with_subnet = |to: &str, subnet: &str| {
+        let declared = Network::builder().router("r").switch("lan").host("h");
+        mistake(declared.link(to).subnet(subnet.parse().unwrap()))
+    };
+    let small = with_subnet("r", "10.9.9.0/31");
+    assert_eq!(
+        small,
+        "give the link h to r the subnet 10.9.9.0/31: the subnet is too small for the nodes on it; give a shorter prefix"
+    );
+    let on_switch = with_subnet("lan", "10.9.9.0/24");
+    assert!(
+        on_switch.contains("right after `.switch(...)`"),
+        "{on_switch}"
+    );
     let net = client_router_server();
     let missing = net.host("carol").unwrap_err().to_string();
     assert_eq!(

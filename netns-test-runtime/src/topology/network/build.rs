@@ -6,9 +6,11 @@
 //! and 1 for a switch (`m` counts the switches). On a link, the node linked
 //! to is `.1` and the node declaring the link `.2`; on a switch, the nodes
 //! are `.1`, `.2`, … in the order their links are declared. An interface's
-//! MAC address is `02:00:0a:n:m:h` for the address `10.n.m.h`.
+//! MAC address is `02:00:0a:n:m:h` for the address `10.n.m.h`. A subnet
+//! given for a segment takes the place of its `10.n.m.0/24` or
+//! `fd00:n:m::/64`, the numbers staying.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::Error;
 use crate::netns::NetNs;
@@ -26,14 +28,81 @@ struct Planned {
     uplink: bool,
 }
 
-/// An address on segment `(n, m)` for host number `h`.
-fn addresses((n, m): (u8, u8), h: u8) -> (Ipv4Addr, Ipv6Addr) {
-    let v6 = Ipv6Addr::new(0xfd00, n.into(), m.into(), 0, 0, 0, 0, h.into());
-    (Ipv4Addr::new(10, n, m, h), v6)
+/// The subnets given for segments; the others follow the scheme above.
+#[derive(Debug, Default)]
+struct Subnets(Vec<((u8, u8), IpPrefix)>);
+
+impl Subnets {
+    /// The IPv4 and IPv6 subnets of `segment`.
+    fn of(&self, segment: (u8, u8)) -> Result<[IpPrefix; 2], Error> {
+        let (n, m) = segment;
+        let given = |v4: bool| {
+            (self.0.iter())
+                .find(|(at, subnet)| *at == segment && subnet.address().is_ipv4() == v4)
+                .map(|(_, subnet)| *subnet)
+        };
+        let v6 = Ipv6Addr::new(0xfd00, n.into(), m.into(), 0, 0, 0, 0, 0);
+        let v4 = match given(true) {
+            Some(subnet) => subnet,
+            None => IpPrefix::new(Ipv4Addr::new(10, n, m, 0).into(), 24)?,
+        };
+        let v6 = match given(false) {
+            Some(subnet) => subnet,
+            None => IpPrefix::new(v6.into(), 64)?,
+        };
+        Ok([v4, v6])
+    }
+
+    /// Host `h`'s addresses on `segment`, with their subnet's length.
+    fn host(&self, segment: (u8, u8), h: u8) -> Result<[IpPrefix; 2], Error> {
+        let [v4, v6] = self.of(segment)?;
+        Ok([numbered(v4, h)?, numbered(v6, h)?])
+    }
+
+    /// Host `h`'s IPv4 and IPv6 addresses on `segment`.
+    fn addresses(&self, segment: (u8, u8), h: u8) -> Result<(Ipv4Addr, Ipv6Addr), Error> {
+        let [v4, v6] = self.host(segment, h)?.map(|prefix| prefix.address());
+        let v4 = match v4 {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        let v6 = match v6 {
+            IpAddr::V6(v6) => v6,
+            IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        };
+        Ok((v4, v6))
+    }
+}
+
+/// Address number `h` of `subnet` (0 is the subnet itself).
+fn numbered(subnet: IpPrefix, h: u8) -> Result<IpPrefix, Error> {
+    let address = match subnet.address() {
+        IpAddr::V4(address) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(subnet.len()))
+                .unwrap_or(0);
+            Ipv4Addr::from((u32::from(address) & mask) | u32::from(h)).into()
+        }
+        IpAddr::V6(address) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(subnet.len()))
+                .unwrap_or(0);
+            Ipv6Addr::from((u128::from(address) & mask) | u128::from(h)).into()
+        }
+    };
+    IpPrefix::new(address, subnet.len())
+}
+
+/// Whether `subnet` holds the numbers 1 to `most`, and a broadcast
+/// address above them.
+fn holds(subnet: IpPrefix, most: u8) -> bool {
+    let bits = if subnet.address().is_ipv4() { 32 } else { 128 };
+    let free = bits - u32::from(subnet.len());
+    free >= 8 || (1u32 << free) > u32::from(most) + 1
 }
 
 /// Checks the declaration and numbers its segments.
-fn plan(declared: &NetworkBuilder) -> Result<Vec<Planned>, Error> {
+fn plan(declared: &NetworkBuilder) -> Result<(Vec<Planned>, Subnets), Error> {
     let nodes = &declared.nodes;
     let role = |index: usize| nodes[index].role;
     let switches: Vec<usize> = (0..nodes.len())
@@ -73,12 +142,12 @@ fn plan(declared: &NetworkBuilder) -> Result<Vec<Planned>, Error> {
                     .ok()
                     .filter(|&m| m < 255)
                     .ok_or_else(too_many)?;
-                let numbered = if member == link.from {
+                let hosts = if member == link.from {
                     [*count, 0]
                 } else {
                     [0, *count]
                 };
-                ((1, m), numbered)
+                ((1, m), hosts)
             }
             _ => {
                 links = links
@@ -106,13 +175,52 @@ fn plan(declared: &NetworkBuilder) -> Result<Vec<Planned>, Error> {
             });
         }
     }
-    Ok(planned)
+    let mut subnets = Subnets::default();
+    let mut give = |segment, most: u8, given: &[IpPrefix], owner: &str| {
+        for (i, subnet) in given.iter().enumerate() {
+            let fail = |reason| Error::Network {
+                step: format!("give {owner} the subnet {subnet}"),
+                reason,
+            };
+            let family = subnet.address().is_ipv4();
+            if (given[..i].iter()).any(|other| other.address().is_ipv4() == family) {
+                return Err(fail(
+                    "it has a subnet of that family already; give one a family",
+                ));
+            }
+            if !holds(*subnet, most) {
+                return Err(fail(
+                    "the subnet is too small for the nodes on it; give a shorter prefix",
+                ));
+            }
+            subnets.0.push((segment, *subnet));
+        }
+        Ok(())
+    };
+    for (link, made) in declared.links.iter().zip(&planned) {
+        let owner = format!("the link {} to {}", nodes[link.from].name, link.to);
+        if !link.subnets.is_empty() && made.segment.0 == 1 {
+            return Err(Error::Network {
+                step: format!("give {owner} a subnet"),
+                reason: "a link to a switch is on the switch's subnet; call `.subnet` right after `.switch(...)`",
+            });
+        }
+        give(made.segment, 2, &link.subnets, &owner)?;
+    }
+    for (m, &switch) in switches.iter().enumerate() {
+        let node = &nodes[switch];
+        let m = u8::try_from(m + 1).unwrap_or(u8::MAX);
+        let owner = format!("switch {}", node.name);
+        give((1, m), members[switch], &node.subnets, &owner)?;
+    }
+    Ok((planned, subnets))
 }
 
 /// The network being made: its namespaces and their interfaces so far.
 struct Making<'a> {
     declared: &'a NetworkBuilder,
     planned: Vec<Planned>,
+    subnets: Subnets,
     nodes: Vec<Node>,
     /// Each node's links made so far, for interface names.
     counts: Vec<usize>,
@@ -168,12 +276,13 @@ impl Making<'_> {
                 }
                 _ => {
                     let h = hosts[side];
-                    let (v4, v6) = addresses(segment, h);
+                    let (v4, v6) = self.subnets.addresses(segment, h)?;
                     let mac = MacAddr::new([2, 0, 10, n, m, h]);
                     ns.set_mac(name, mac)?;
                     ns.set_link_up(name)?;
-                    ns.add_address(name, IpPrefix::new(v4.into(), 24)?)?;
-                    ns.add_address(name, IpPrefix::new(v6.into(), 64)?)?;
+                    for prefix in self.subnets.host(segment, h)? {
+                        ns.add_address(name, prefix)?;
+                    }
                     let peer = self.name(ends[1 - side]).to_owned();
                     self.nodes[ends[side]].interfaces.push(Interface {
                         name: name.clone(),
@@ -189,11 +298,11 @@ impl Making<'_> {
     }
 
     /// The address of router `router` on the segment of link `index`.
-    fn address_on(&self, router: usize, index: usize) -> (Ipv4Addr, Ipv6Addr) {
+    fn address_on(&self, router: usize, index: usize) -> Result<(Ipv4Addr, Ipv6Addr), Error> {
         let planned = &self.planned[index];
         let segment = planned.segment;
         match planned.ends.iter().position(|&end| end == router) {
-            Some(side) => addresses(segment, planned.hosts[side]),
+            Some(side) => self.subnets.addresses(segment, planned.hosts[side]),
             // On a switch, the router's own link to it.
             None => self
                 .planned
@@ -201,15 +310,15 @@ impl Making<'_> {
                 .find(|link| link.segment == segment && link.ends.contains(&router))
                 .map(|link| {
                     let side = usize::from(link.ends[1] == router);
-                    addresses(segment, link.hosts[side])
+                    self.subnets.addresses(segment, link.hosts[side])
                 })
-                .unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED)),
+                .unwrap_or(Ok((Ipv4Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED))),
         }
     }
 
     /// The router that link `index` leads `node` to, if any: the node at
     /// its other end, or the first other router on its switch.
-    fn gateway(&self, node: usize, index: usize) -> Option<(usize, (Ipv4Addr, Ipv6Addr))> {
+    fn gateway(&self, node: usize, index: usize) -> Option<usize> {
         let planned = &self.planned[index];
         let other = planned.ends[usize::from(planned.ends[0] == node)];
         let router = match self.role(other) {
@@ -222,7 +331,7 @@ impl Making<'_> {
                 .flat_map(|link| link.ends)
                 .find(|&end| end != node && self.role(end) == Role::Router)?,
         };
-        Some((router, self.address_on(router, index)))
+        Some(router)
     }
 
     /// The router a router's uplink leads to, and the link.
@@ -231,8 +340,7 @@ impl Making<'_> {
             .planned
             .iter()
             .position(|link| link.uplink && link.ends[0] == router)?;
-        self.gateway(router, index)
-            .map(|(parent, _)| (parent, index))
+        self.gateway(router, index).map(|parent| (parent, index))
     }
 
     /// The segments behind `router` (all but its uplink's, and its
@@ -263,12 +371,11 @@ impl Making<'_> {
             Role::Switch => return Ok(()),
             Role::Host => (0..self.planned.len())
                 .filter(|&link| self.planned[link].ends.contains(&index))
-                .find_map(|link| self.gateway(index, link)),
-            Role::Router => self
-                .parent(index)
-                .and_then(|(_, link)| self.gateway(index, link)),
+                .find_map(|link| self.gateway(index, link).map(|router| (router, link))),
+            Role::Router => self.parent(index),
         };
-        if let Some((router, (v4, v6))) = way_out {
+        if let Some((router, link)) = way_out {
+            let (v4, v6) = self.address_on(router, link)?;
             ns.add_default_route(v4.into())?;
             ns.add_default_route(v6.into())?;
             self.nodes[index].router = Some(self.name(router).to_owned());
@@ -285,18 +392,20 @@ impl Making<'_> {
             if parent != index || self.role(child) != Role::Router {
                 continue;
             }
-            let (v4, v6) = self.address_on(child, link);
+            let (v4, v6) = self.address_on(child, link)?;
             let mut behind = Vec::new();
             self.inside(child, true, 0, &mut behind);
+            behind.sort_unstable();
+            behind.dedup();
             for (segment, seen) in behind {
                 if direct.contains(&segment) {
                     continue;
                 }
-                let (net4, net6) = addresses(segment, 0);
+                let [net4, net6] = self.subnets.of(segment)?;
                 if seen {
-                    ns.add_route(IpPrefix::new(net4.into(), 24)?, Via::Gateway(v4.into()))?;
+                    ns.add_route(net4, Via::Gateway(v4.into()))?;
                 }
-                ns.add_route(IpPrefix::new(net6.into(), 64)?, Via::Gateway(v6.into()))?;
+                ns.add_route(net6, Via::Gateway(v6.into()))?;
             }
         }
         Ok(())
@@ -305,7 +414,7 @@ impl Making<'_> {
 
 /// Makes the network `declared` declares.
 pub(super) fn make(declared: NetworkBuilder) -> Result<Network, Error> {
-    let planned = plan(&declared)?;
+    let (planned, subnets) = plan(&declared)?;
     let mut nodes = Vec::new();
     for node in &declared.nodes {
         let ns = NetNs::named(&node.name)?;
@@ -332,6 +441,7 @@ pub(super) fn make(declared: NetworkBuilder) -> Result<Network, Error> {
     let mut making = Making {
         declared: &declared,
         planned,
+        subnets,
         nodes,
         counts: vec![0; count],
     };
@@ -376,15 +486,39 @@ impl Making<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-
     use super::*;
+
+    fn prefix(text: &str) -> IpPrefix {
+        text.parse().unwrap()
+    }
 
     #[test]
     fn addresses_follow_the_segment_and_host() {
-        let (v4, v6) = addresses((1, 3), 2);
+        let subnets = Subnets::default();
+        let (v4, v6) = subnets.addresses((1, 3), 2).unwrap();
         assert_eq!(v4, Ipv4Addr::new(10, 1, 3, 2));
         assert_eq!(v6, "fd00:1:3::2".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(IpAddr::from(v4).to_string(), "10.1.3.2");
+        assert_eq!(
+            subnets.of((0, 7)).unwrap(),
+            [prefix("10.0.7.0/24"), prefix("fd00:0:7::/64")]
+        );
+    }
+
+    #[test]
+    fn a_given_subnet_keeps_the_numbers() {
+        let subnets = Subnets(vec![((0, 1), prefix("192.168.7.9/28"))]);
+        let host = subnets.host((0, 1), 2).unwrap();
+        assert_eq!(host, [prefix("192.168.7.2/28"), prefix("fd00:0:1::2/64")]);
+        assert_eq!(subnets.host((0, 2), 1).unwrap()[0], prefix("10.0.2.1/24"));
+    }
+
+    #[test]
+    fn a_subnet_holds_its_numbers_and_a_broadcast_address() {
+        assert!(holds(prefix("10.0.0.0/30"), 2));
+        assert!(!holds(prefix("10.0.0.0/31"), 2));
+        assert!(!holds(prefix("10.0.0.0/30"), 3));
+        assert!(holds(prefix("10.0.0.0/24"), 254));
+        assert!(holds(prefix("fd00::/120"), 254));
+        assert!(!holds(prefix("fd00::/126"), 3));
     }
 }

@@ -10,7 +10,7 @@ use std::ops::Deref;
 use crate::error::Error;
 use crate::netns::NetNs;
 
-use super::{Conditions, MacAddr, Nat, Wire};
+use super::{Conditions, IpPrefix, MacAddr, Nat, Wire};
 
 /// What a declared node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ struct Declared {
     name: String,
     role: Role,
     nat: Option<Nat>,
+    /// The subnets given for a switch's segment.
+    subnets: Vec<IpPrefix>,
 }
 
 /// A link as declared, from the node declared before it.
@@ -46,6 +48,8 @@ struct DeclaredLink {
     uplink: bool,
     wire: bool,
     conditions: Option<Conditions>,
+    /// The subnets given for the link's segment.
+    subnets: Vec<IpPrefix>,
 }
 
 /// The declaration of a [`Network`]: call [`Network::builder`], declare
@@ -81,6 +85,7 @@ impl NetworkBuilder {
             name: name.to_owned(),
             role,
             nat: None,
+            subnets: Vec::new(),
         });
         self
     }
@@ -134,6 +139,7 @@ impl NetworkBuilder {
             uplink,
             wire: false,
             conditions: None,
+            subnets: Vec::new(),
         });
         self
     }
@@ -203,6 +209,24 @@ impl NetworkBuilder {
         self
     }
 
+    /// Gives the segment of the switch declared last, or else of the link
+    /// declared last, this subnet in its family, in place of the one the
+    /// declaration's order gives it: the nodes on it keep their numbers
+    /// (`.1`, `.2`, …) in it, e.g. `192.168.1.0/24` makes a link's ends
+    /// `192.168.1.1/24` and `192.168.1.2/24`. One subnet a family.
+    pub fn subnet(mut self, subnet: IpPrefix) -> Self {
+        let step = format!("give a segment the subnet {subnet}");
+        match self.nodes.last_mut() {
+            Some(node) if node.role == Role::Switch => node.subnets.push(subnet),
+            _ => {
+                if let Some(link) = self.last_link(&step) {
+                    link.subnets.push(subnet);
+                }
+            }
+        }
+        self
+    }
+
     /// Makes every namespace, link, address and route, and returns once
     /// all of them are ready: links up, IPv6 addresses usable at once.
     ///
@@ -210,7 +234,7 @@ impl NetworkBuilder {
     ///
     /// [`Error::Network`] for a mistake in the declaration: a name
     /// declared twice, a link to a name never declared, a NAT on a router
-    /// without an uplink. [`Error::BadName`] for a name that cannot name
+    /// without an uplink, a subnet too small for its nodes. [`Error::BadName`] for a name that cannot name
     /// a namespace ([`NetNs::named`]). Otherwise what the topology verbs
     /// return, e.g. [`Error::Unshare`] without CAP_SYS_ADMIN.
     pub fn build(self) -> Result<Network, Error> {
@@ -229,9 +253,9 @@ pub struct Interface {
     pub name: String,
     /// The node at the other end.
     pub peer: String,
-    /// Its IPv4 address, on a `/24`.
+    /// Its IPv4 address (on a `/24` unless a subnet was given).
     pub ipv4: Ipv4Addr,
-    /// Its IPv6 address, on a `/64`.
+    /// Its IPv6 address (on a `/64` unless a subnet was given).
     pub ipv6: Ipv6Addr,
     /// Its MAC address.
     pub mac: MacAddr,
