@@ -90,6 +90,10 @@
 //! # fn main() {}
 //! ```
 //!
+//! [`Network::builder`] declares hosts, routers and switches, their links
+//! (veth pairs, or [`Wire`]s with conditions) and NAT in a few lines, and
+//! makes every namespace, address and route from them.
+//!
 //! # Use it
 //!
 //! ```toml
