@@ -334,6 +334,16 @@ pub enum Error {
         /// What is wrong, and what to do about it.
         reason: &'static str,
     },
+    /// A network declaration ([`Network::builder`](crate::Network::builder))
+    /// that cannot be built, or a look-up in a built [`Network`](crate::Network)
+    /// of something it does not have.
+    #[error("{step}: {reason}")]
+    Network {
+        /// The declaration or look-up, e.g. `link alice to home9`.
+        step: String,
+        /// What is wrong, and what to do about it.
+        reason: &'static str,
+    },
     /// A MAC address that is not six two-digit hexadecimal octets.
     #[error(
         "`{text}` is not a MAC address; write six two-digit hexadecimal octets, e.g. `02:00:0a:00:00:01`"
@@ -439,7 +449,8 @@ impl Error {
             | Error::BadConditions { .. }
             | Error::NotAnEnd { .. }
             | Error::BadSysctl { .. }
-            | Error::Nat { .. } => Kind::InvalidInput,
+            | Error::Nat { .. }
+            | Error::Network { .. } => Kind::InvalidInput,
             Error::Malformed { .. } => Kind::InvalidData,
             Error::AsyncRuntimePanicked { .. } => Kind::OutOfMemory,
             Error::NotIsolated { .. }

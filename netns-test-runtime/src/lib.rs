@@ -90,6 +90,10 @@
 //! # fn main() {}
 //! ```
 //!
+//! [`Network::builder`] declares hosts, routers and switches, their links
+//! (veth pairs, or [`Wire`]s with conditions) and NAT in a few lines, and
+//! makes every namespace, address and route from them.
+//!
 //! # Use it
 //!
 //! ```toml
@@ -237,6 +241,7 @@ pub use nix::errno::Errno;
 pub use seed::seed;
 pub use test::TestResult;
 pub use topology::{
-    Conditions, Connection, IpPrefix, Link, MacAddr, Nat, Neighbour, NeighbourState, OperState,
-    Protocol, Route, Socket, SocketState, Tuple, Via, Wire, WireCounters,
+    Conditions, Connection, Interface, IpPrefix, Link, MacAddr, Nat, Neighbour, NeighbourState,
+    Network, NetworkBuilder, Node, OperState, Protocol, Route, Socket, SocketState, Tuple, Via,
+    Wire, WireCounters,
 };

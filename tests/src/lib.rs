@@ -231,3 +231,12 @@ pub fn veth_to(ns: &NetNs, peer: &NetNs, peer_link: &str) {
     ns.set_link_up("a0").unwrap();
     peer.set_link_up(peer_link).unwrap();
 }
+
+/// Whether `socket` hears a datagram from `from` within its read
+/// timeout.
+pub fn hears(socket: &std::net::UdpSocket, from: std::net::SocketAddr) -> bool {
+    let mut buffer = [0; 64];
+    socket
+        .recv_from(&mut buffer)
+        .is_ok_and(|(_, source)| source == from)
+}

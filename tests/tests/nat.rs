@@ -12,7 +12,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use netns_test_runtime::{Error, Nat, NetNs, Protocol, netns_test};
-use netns_test_tests::run_fixtures;
+use netns_test_tests::{hears, run_fixtures};
 
 /// How long a datagram that is let through takes at most to arrive.
 const ARRIVAL: Duration = Duration::from_millis(300);
@@ -214,14 +214,6 @@ fn hole_punch(nat: Nat) -> bool {
         b.send_to(b"from b", a_for_b).unwrap();
         hears(&a, b_for_a) & hears(&b, a_for_b)
     })
-}
-
-/// Whether `socket` receives a datagram from `from` in time.
-fn hears(socket: &UdpSocket, from: SocketAddr) -> bool {
-    let mut buffer = [0; 64];
-    socket
-        .recv_from(&mut buffer)
-        .is_ok_and(|(_, source)| source == from)
 }
 
 #[netns_test]

@@ -1,5 +1,5 @@
 //! Making links: dummies, bridges and veth pairs; attaching a link to a
-//! bridge; deleting a link.
+//! bridge; setting a link's MAC address; deleting a link.
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
@@ -13,6 +13,8 @@ use nix::errno::Errno;
 use crate::error::{Error, NetlinkError};
 use crate::netlink::Request;
 use crate::netns::NetNs;
+
+use super::observed::MacAddr;
 
 /// Making links.
 impl NetNs {
@@ -162,6 +164,39 @@ impl NetNs {
                 LinkInfo::Kind(InfoKind::Veth),
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_link))),
             ],
+        )
+    }
+
+    /// Sets a link's MAC address, like `ip link set LINK address MAC`; best
+    /// done while the link is down, as some drivers refuse it otherwise.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), netns_test_runtime::Error> {
+    /// # if !netns_test_runtime::diagnose().thread_mode() { return Ok(()); } // needs CAP_SYS_ADMIN
+    /// use netns_test_runtime::{MacAddr, NetNs};
+    ///
+    /// let ns = NetNs::new()?;
+    /// ns.add_veth("a0", &ns, "b0")?;
+    /// let mac: MacAddr = "02:00:0a:00:01:01".parse()?;
+    /// ns.set_mac("a0", mac)?;
+    /// assert_eq!(ns.link("a0")?.mac, Some(mac));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Netlink`], e.g. `ENODEV`, or `EADDRNOTAVAIL` for a
+    /// multicast address.
+    pub fn set_mac(&self, name: &str, mac: MacAddr) -> Result<(), Error> {
+        self.set_link(
+            format_args!("set the MAC address of {name} to {mac}"),
+            name,
+            |message| {
+                message
+                    .attributes
+                    .push(LinkAttribute::Address(mac.octets().to_vec()));
+            },
         )
     }
 

@@ -19,6 +19,7 @@ mod ipv6;
 mod link;
 mod make;
 mod nat;
+mod network;
 mod observed;
 mod route;
 mod sysctl;
@@ -27,6 +28,7 @@ mod wire;
 
 pub(crate) use inspect::{Listed, name_of};
 pub use nat::{Connection, Nat, Tuple};
+pub use network::{Interface, Network, NetworkBuilder, Node};
 pub use observed::{MacAddr, Neighbour, NeighbourState, Protocol, Route, Socket, SocketState};
 pub use types::{IpPrefix, Link, OperState, Via};
 pub use wire::{Conditions, Wire, WireCounters};
