@@ -294,10 +294,11 @@ fn start_sentinel() {
     // processes ([`crate::mode::reaper::has_children`]) does not see it. At
     // the test process's end it is reparented, and then sends SIGCHLD.
     let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_SETTLS;
-    // SAFETY: the child runs `sentinel` on the stack mapped above (whose top
-    // is passed), with the main thread's thread pointer, and touches only
-    // what `sentinel` says; the mapping is never unmapped, and the pidfd
-    // stays open, for the process's life.
+    // The mapping is never unmapped, and the pidfd stays open, for the
+    // process's life.
+    // SAFETY: the child runs `sentinel` on the stack mapped above (its top
+    // passed), with the main thread's thread pointer, touching only what
+    // `sentinel` says.
     let cloned = unsafe {
         libc::clone(
             sentinel,
@@ -333,11 +334,11 @@ extern "C" fn sentinel(pidfd: *mut libc::c_void) -> libc::c_int {
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: raw system calls (`syscall(2)`, no C library wrapper that
-    // writes thread state) on integers and on `polled`, on this stack.
     // setsid(2) cannot fail (a new process leads no group); ppoll(2)
     // without a timeout, every signal blocked, returns when the pidfd is
     // readable, at the test process's end.
+    // SAFETY: raw system calls (`syscall(2)`, no C library wrapper that
+    // writes thread state) on integers and on `polled`, on this stack.
     let ended = unsafe {
         libc::syscall(libc::SYS_setsid);
         libc::syscall(

@@ -71,11 +71,11 @@ pub(super) fn set(ns: &NetNs, name: &str, on: bool) -> Result<(), Error> {
             for (slot, &byte) in request.name.iter_mut().zip(name.as_bytes()) {
                 *slot = byte as libc::c_char;
             }
-            // SAFETY: SIOCETHTOOL reads `request` (a name, NUL-terminated
-            // since the name is shorter than IFNAMSIZ, and a pointer to
-            // `value`), and reads and writes `value`; both live for the call.
-            let done =
-                unsafe { libc::ioctl(socket.as_raw_fd(), SIOCETHTOOL as _, &raw mut request) };
+            let request = &raw mut request;
+            // SAFETY: SIOCETHTOOL reads `request` (a name shorter than
+            // IFNAMSIZ, so NUL-terminated, and a pointer to `value`), and
+            // reads and writes `value`; both live for the call.
+            let done = unsafe { libc::ioctl(socket.as_raw_fd(), SIOCETHTOOL as _, request) };
             if done < 0 {
                 return Err(nix::errno::Errno::last());
             }
