@@ -196,6 +196,9 @@ pub struct NetNs {
     name: Option<Arc<str>>,
     /// The rtnetlink socket of the topology operations, opened inside.
     pub(crate) rtnl: LazyRtnl,
+    /// One that the kernel checks strictly, for dumps of one link's or
+    /// another namespace's addresses.
+    pub(crate) strict_rtnl: LazyRtnl,
     /// Whether the links made in it skip duplicate address detection yet.
     pub(crate) ipv6_settled: AtomicBool,
 }
@@ -246,6 +249,7 @@ impl NetNs {
             },
             name: None,
             rtnl: LazyRtnl::default(),
+            strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
         })
     }
@@ -277,6 +281,7 @@ impl NetNs {
             id: self.id,
             name: self.name.clone(),
             rtnl: LazyRtnl::default(),
+            strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
         })
     }
@@ -446,6 +451,7 @@ impl NetNs {
             id: self.id,
             name: None,
             rtnl: LazyRtnl::default(),
+            strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
         };
         let (entered, outcome) = mpsc::sync_channel(1);

@@ -120,7 +120,6 @@ impl NetNs {
             step: "read the link-local address of a link".into(),
             source,
         };
-        let mut strict: Rtnl = self.run(Rtnl::open_strict)?.map_err(failed)?;
         let mut message = AddressMessage::default();
         message.header.family = AddressFamily::Inet6;
         message.header.index = index;
@@ -132,8 +131,15 @@ impl NetNs {
                     nsid.to_ne_bytes().to_vec(),
                 )));
         }
-        let dumped = strict
-            .dump(RouteNetlinkMessage::GetAddress(message))
+        // One socket per handle, opened once on a thread inside, as the
+        // topology operations' own: `set_link_up` looks every millisecond
+        // or so while it waits.
+        let open = || self.run(Rtnl::open_strict)?.map_err(failed);
+        let dumped = self
+            .strict_rtnl
+            .with(open, |strict| {
+                strict.dump(RouteNetlinkMessage::GetAddress(message))
+            })?
             .map_err(failed)?;
         Ok(dumped.messages.iter().any(|answer| {
             let RouteNetlinkMessage::NewAddress(address) = answer else {
