@@ -242,6 +242,27 @@ pub enum Error {
         #[source]
         source: Errno,
     },
+    /// The view of `/etc` that shows a network's names to its hosts
+    /// could not be made or entered.
+    #[error(
+        "{step}: {source}; a network's names need a private mount namespace, which needs CAP_SYS_ADMIN over the test's namespaces (every mode gives it) and an /etc/hosts to bind over"
+    )]
+    Names {
+        /// What netns-test was doing.
+        step: &'static str,
+        /// Why the kernel refused.
+        #[source]
+        source: Errno,
+    },
+    /// A pipe could not be made.
+    #[error("{step}: make a pipe: {source}; is the process out of descriptors?")]
+    Pipe {
+        /// What netns-test was doing.
+        step: &'static str,
+        /// Why the kernel refused.
+        #[source]
+        source: Errno,
+    },
     /// The kernel has no driver for a kind of link.
     #[error(
         "{step}: the kernel has no `{kind}` driver (Unknown device type, EOPNOTSUPP); load it with `modprobe {kind}` or build the kernel with it, or use veth and bridge links, which most kernels have"
@@ -419,7 +440,9 @@ impl Error {
             | Error::Setns { source, .. }
             | Error::SocketNamespace { source }
             | Error::Redirect { source }
-            | Error::Mount { source, .. } => errno_kind(*source),
+            | Error::Mount { source, .. }
+            | Error::Names { source, .. }
+            | Error::Pipe { source, .. } => errno_kind(*source),
             Error::Netlink { source, .. } | Error::Nftables { source, .. } => match source {
                 NetlinkError::Kernel(errno) => errno_kind(*errno),
                 NetlinkError::Socket(error) => error.kind(),

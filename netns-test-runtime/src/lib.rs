@@ -205,12 +205,14 @@ compile_error!(
      put netns tests behind #[cfg(target_os = \"linux\")]"
 );
 
+mod command;
 mod diagnose;
 mod env;
 mod error;
 mod fault;
 mod forensics;
 mod mode;
+mod names;
 mod netlink;
 mod netns;
 mod outcome;

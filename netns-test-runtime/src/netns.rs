@@ -15,6 +15,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::{Error, NetlinkError};
 use crate::fault::{self, Fault};
+use crate::names::{Before, Names};
 use crate::netlink::{self, LazyRtnl, Rtnl};
 
 /// `SIOCGSKNS` (`linux/sockios.h`, Linux 4.9): a socket's network namespace.
@@ -201,6 +202,9 @@ pub struct NetNs {
     pub(crate) strict_rtnl: LazyRtnl,
     /// Whether the links made in it skip duplicate address detection yet.
     pub(crate) ipv6_settled: AtomicBool,
+    /// The names of the network it is a host of: its threads and commands
+    /// see them.
+    pub(crate) names: Option<Arc<Names>>,
 }
 
 impl std::fmt::Debug for NetNs {
@@ -251,6 +255,7 @@ impl NetNs {
             rtnl: LazyRtnl::default(),
             strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
+            names: None,
         })
     }
 
@@ -283,6 +288,7 @@ impl NetNs {
             rtnl: LazyRtnl::default(),
             strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
+            names: self.names.clone(),
         })
     }
 
@@ -400,14 +406,27 @@ impl NetNs {
         })
     }
 
+    /// Moves the calling thread, for good, into this namespace and, for a
+    /// host of a [`Network`](crate::Network), into the view of its names.
+    pub(crate) fn move_here(&self) -> Result<(), Error> {
+        self.join_here()?;
+        match &self.names {
+            Some(names) => names.enter(),
+            None => Ok(()),
+        }
+    }
+
     /// Runs `f` on a new thread inside this namespace and returns its value.
     ///
     /// The closure may borrow from the caller. A panic in it is propagated
-    /// with its payload unchanged.
+    /// with its payload unchanged. On a host of a
+    /// [`Network`](crate::Network), the thread resolves the network's
+    /// names.
     ///
     /// # Errors
     ///
-    /// [`Error::SpawnThread`] or [`Error::Setns`]; `f` has not run then.
+    /// [`Error::SpawnThread`], [`Error::Setns`] or [`Error::Names`]; `f`
+    /// has not run then.
     pub fn run<F, T>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce() -> T + Send,
@@ -417,7 +436,7 @@ impl NetNs {
             let joined = thread::Builder::new()
                 .name("netns-test-run".into())
                 .spawn_scoped(scope, || {
-                    self.join_here()?;
+                    self.move_here()?;
                     Ok(f())
                 })
                 .map_err(|source| Error::SpawnThread {
@@ -429,36 +448,30 @@ impl NetNs {
         })
     }
 
-    /// Starts a thread inside this namespace.
+    /// Starts a thread inside this namespace (on a host of a
+    /// [`Network`](crate::Network), one that resolves its names).
     ///
     /// It returns once the thread is inside the namespace, so an error is
     /// reported here rather than inside the thread.
     ///
     /// # Errors
     ///
-    /// [`Error::SpawnThread`], or [`Error::Setns`]; `f` does not run then.
+    /// [`Error::SpawnThread`], [`Error::Setns`] or [`Error::Names`]; `f`
+    /// does not run then.
     pub fn spawn<F, T>(&self, f: F) -> Result<JoinHandle<T>, Error>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let fd = self.fd.try_clone().map_err(|source| Error::Duplicate {
+        let ns = self.try_clone().map_err(|source| Error::Duplicate {
             step: "NetNs::spawn, to hold the namespace while its thread enters it",
             source,
         })?;
-        let ns = NetNs {
-            fd,
-            id: self.id,
-            name: None,
-            rtnl: LazyRtnl::default(),
-            strict_rtnl: LazyRtnl::default(),
-            ipv6_settled: AtomicBool::new(false),
-        };
         let (entered, outcome) = mpsc::sync_channel(1);
         let handle = thread::Builder::new()
             .name("netns-test-spawn".into())
             .spawn(move || {
-                let joined = ns.join_here();
+                let joined = ns.move_here();
                 let failed = joined.is_err();
                 // `spawn` waits for this message, so the receiver is there.
                 let _ = entered.send(joined);
@@ -497,15 +510,25 @@ impl NetNs {
     ///
     /// # Errors
     ///
-    /// [`Error::Proc`] if the current namespace cannot be opened, or
-    /// [`Error::Setns`].
+    /// [`Error::Proc`] if the current namespace cannot be opened,
+    /// [`Error::Setns`] or [`Error::Names`].
     pub fn enter(&self) -> Result<EnterGuard<'_>, Error> {
         let previous = NetNs::current()?;
-        self.join_here()?;
-        Ok(EnterGuard {
-            previous,
-            _entered: PhantomData,
-        })
+        let moved = self.join_here().and_then(|()| match &self.names {
+            Some(names) => names.enter_for_a_while(),
+            None => Ok(None),
+        });
+        match moved {
+            Ok(before) => Ok(EnterGuard {
+                previous,
+                before,
+                _entered: PhantomData,
+            }),
+            Err(error) => {
+                restore(&previous);
+                Err(error)
+            }
+        }
     }
 }
 
@@ -520,17 +543,30 @@ impl AsFd for NetNs {
 #[must_use = "the thread moves back as soon as the guard is dropped"]
 pub struct EnterGuard<'ns> {
     previous: NetNs,
+    /// Where the thread was in the file system, if it moved there.
+    before: Option<Before>,
     /// Ties the guard to the namespace and to the thread (`*const ()` is `!Send`).
     _entered: PhantomData<(&'ns NetNs, *const ())>,
 }
 
 impl Drop for EnterGuard<'_> {
     fn drop(&mut self) {
-        if let Err(error) = self.previous.join_here() {
-            // Leaving the thread in the wrong namespace would let later code
-            // touch a network it does not expect; stopping is the safe choice.
-            eprintln!("netns-test: cannot restore the thread's network namespace: {error}");
+        if let Some(before) = self.before.take()
+            && let Err(error) = before.restore()
+        {
+            eprintln!("netns-test: cannot restore the thread's mount namespace: {error}");
             std::process::abort();
         }
+        restore(&self.previous);
+    }
+}
+
+/// Moves the calling thread back into `previous`.
+fn restore(previous: &NetNs) {
+    if let Err(error) = previous.join_here() {
+        // Leaving the thread in the wrong namespace would let later code
+        // touch a network it does not expect; stopping is the safe choice.
+        eprintln!("netns-test: cannot restore the thread's network namespace: {error}");
+        std::process::abort();
     }
 }

@@ -240,3 +240,19 @@ pub fn hears(socket: &std::net::UdpSocket, from: std::net::SocketAddr) -> bool {
         .recv_from(&mut buffer)
         .is_ok_and(|(_, source)| source == from)
 }
+
+/// A file for the pids of the processes a fixture starts, empty.
+pub fn pid_file(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("netns-test-pids-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The pids written to `path`, one a line.
+pub fn pids_in(path: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}

@@ -2,11 +2,12 @@
 //! here runs fixtures under every value of `NETNS_TEST_MODE` and checks what
 //! libtest reported, and what is left on the machine.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netns_test_tests::{MODES, alone_in_thread_mode, ends, run_fixtures, thread_mode_here};
+use netns_test_tests::{
+    MODES, alone_in_thread_mode, ends, pid_file, pids_in, run_fixtures, thread_mode_here,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -622,22 +623,6 @@ fn a_body_that_ends_in_the_harness_namespace_fails() {
             assert_eq!(status, "ok", "{mode}:\n{}", report.output);
         }
     }
-}
-
-/// A file for the pids of the processes a fixture starts.
-fn pid_file(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("netns-test-pids-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
-}
-
-fn pids_in(path: &Path) -> Vec<u32> {
-    let pids: Vec<u32> = std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect();
-    pids
 }
 
 /// The processes a body starts, and those they start, end with the test,

@@ -14,6 +14,7 @@
 
 mod capture;
 mod capture_files;
+mod commands;
 mod held;
 mod pcapng;
 mod state;
@@ -27,6 +28,7 @@ use std::panic::{self, PanicHookInfo};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use crate::command::CommandOutput;
 use crate::env;
 use crate::error::Error;
 use crate::netlink::Rtnl;
@@ -86,6 +88,8 @@ pub(crate) struct Evidence {
     seed: seed::Planted,
     /// The wires the test made, for the report.
     wires: Mutex<Vec<Arc<WireShared>>>,
+    /// The commands it made with `NetNs::command`, for the report.
+    commands: Mutex<Vec<Arc<CommandOutput>>>,
 }
 
 impl std::fmt::Debug for Evidence {
@@ -125,6 +129,7 @@ impl Evidence {
         keep_panic_hook();
         crate::netns::watch_new_namespaces(adopt);
         crate::topology::watch_new_wires(adopt_wire);
+        crate::command::watch_new_commands(adopt_command);
         let capture = match plan.capture {
             env::Capture::Off => None,
             env::Capture::Failed | env::Capture::All => Some(Capture::start(
@@ -153,6 +158,7 @@ impl Evidence {
             concluded: AtomicBool::new(false),
             seed: seed::Planted::plant(here, plan.seed),
             wires: Mutex::new(Vec::new()),
+            commands: Mutex::new(Vec::new()),
         });
         OPEN.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -265,6 +271,14 @@ impl Evidence {
             .iter()
         {
             wires::write(&mut out, wire);
+        }
+        for command in self
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            commands::write(&mut out, command);
         }
         let not_kept = self.not_kept.load(Ordering::Relaxed);
         if not_kept > 0 {
@@ -408,19 +422,35 @@ impl Drop for WiresEnd<'_> {
     }
 }
 
+/// The evidence of the test the calling thread works in.
+fn of_this_thread() -> Option<Arc<Evidence>> {
+    NsKey::of_this_thread()
+        .ok()
+        .and_then(find)
+        .or_else(|| BODY_EVIDENCE.with(|body| body.borrow().upgrade()))
+}
+
 /// Keeps a wire just made for the report of the test the calling thread
 /// works in.
 fn adopt_wire(wire: &Arc<WireShared>) {
-    let evidence = NsKey::of_this_thread()
-        .ok()
-        .and_then(find)
-        .or_else(|| BODY_EVIDENCE.with(|body| body.borrow().upgrade()));
-    if let Some(evidence) = evidence {
+    if let Some(evidence) = of_this_thread() {
         evidence
             .wires
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::clone(wire));
+    }
+}
+
+/// Keeps a command just made for the report of the test the calling
+/// thread works in.
+fn adopt_command(command: &Arc<CommandOutput>) {
+    if let Some(evidence) = of_this_thread() {
+        evidence
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(command));
     }
 }
 

@@ -12,7 +12,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::names::Names;
 use crate::netns::NetNs;
 
 use super::super::{IpPrefix, MacAddr, Via};
@@ -463,10 +466,35 @@ pub(super) fn make(declared: NetworkBuilder) -> Result<Network, Error> {
         let name = making.nodes[index].interfaces[link].name.clone();
         making.nodes[index].ns.add_nat(&name, nat)?;
     }
-    Ok(Network {
-        nodes: making.nodes,
-        links,
-    })
+    let mut nodes = making.nodes;
+    let names = names_of(&nodes, declared.nameserver.as_deref())?;
+    for node in &mut nodes {
+        node.ns.names = Some(Arc::clone(&names));
+    }
+    Ok(Network { nodes, links })
+}
+
+/// The names of the network: each node with an address, by its first
+/// interface's; the DNS server, if one is named.
+fn names_of(nodes: &[Node], nameserver: Option<&str>) -> Result<Arc<Names>, Error> {
+    let hosts: Vec<(&str, Vec<IpAddr>)> = (nodes.iter())
+        .filter_map(|node| {
+            let end = node.interfaces.first()?;
+            Some((node.name(), vec![end.ipv4.into(), end.ipv6.into()]))
+        })
+        .collect();
+    let nameserver = match nameserver {
+        None => None,
+        Some(name) => {
+            let server = (nodes.iter()).find(|node| node.name() == name);
+            let address = server.and_then(Node::ipv4).ok_or_else(|| Error::Network {
+                step: format!("name {name} the network's DNS server"),
+                reason: "no host or router of that name with an address is declared; declare it, linked to the network",
+            })?;
+            Some(address.into())
+        }
+    };
+    Ok(Arc::new(Names::new(&hosts, nameserver)))
 }
 
 impl Making<'_> {

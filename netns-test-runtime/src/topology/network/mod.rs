@@ -63,6 +63,8 @@ struct DeclaredLink {
 pub struct NetworkBuilder {
     nodes: Vec<Declared>,
     links: Vec<DeclaredLink>,
+    /// The host whose DNS server resolves what the hosts file does not.
+    nameserver: Option<String>,
     problem: Option<Error>,
 }
 
@@ -171,6 +173,14 @@ impl NetworkBuilder {
                 "no router to put it on; declare one with `.router` first",
             ),
         }
+        self
+    }
+
+    /// Names the host whose DNS server (on port 53 of its first IPv4
+    /// address, run by the test) resolves the names the network's hosts
+    /// file does not list. Without one, such a name fails at once.
+    pub fn nameserver(mut self, host: &str) -> Self {
+        self.nameserver = Some(host.to_owned());
         self
     }
 

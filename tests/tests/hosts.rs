@@ -1,0 +1,292 @@
+//! What runs on a network's hosts: names that resolve from every host
+//! (and an unknown one that fails without asking any DNS server), async
+//! code on a host's own runtime and its ready-made tokio sockets, and
+//! commands that start inside a host and end with the test.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use netns_test_runtime::{Network, netns_test};
+use netns_test_tests::{MODES, ends, pid_file, pids_in, run_fixtures};
+
+mod fixture {
+    use netns_test_runtime::{Network, netns_test};
+
+    /// Starts a command on `alice`, a host of a network, that prints a
+    /// line on each stream, then writes its pid to `$NETNS_TEST_PIDS`, and
+    /// runs on; waits for the pid.
+    fn start_a_command_on_alice() -> Network {
+        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
+        let net = Network::builder()
+            .router("gw")
+            .host("alice")
+            .link("gw")
+            .build()
+            .expect("the network builds");
+        let script =
+            "echo hello from alice; echo trouble on alice >&2; echo $$ >> \"$0\"; exec sleep 120";
+        let child = net
+            .host("alice")
+            .expect("alice")
+            .command("sh")
+            .expect("a command on alice")
+            .args(["-c", script, &file])
+            .spawn()
+            .expect("start sh on alice");
+        while std::fs::read_to_string(&file).map_or(0, |pids| pids.lines().count()) < 1 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Left running on purpose: netns-test must end it.
+        std::mem::forget(child);
+        net
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn leaves_a_command_and_passes() {
+        start_a_command_on_alice();
+    }
+
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn leaves_a_command_and_fails() {
+        let _net = start_a_command_on_alice();
+        panic!("the body fails");
+    }
+
+    /// Runs right after a fixture above, in the same test binary: checks
+    /// that its command has ended.
+    #[test]
+    #[ignore = "fixture"]
+    fn then_the_command_has_ended() {
+        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
+        let pids = std::fs::read_to_string(file).expect("the pids");
+        for pid in pids.lines().map(|pid| pid.parse().expect("a pid")) {
+            assert!(
+                netns_test_tests::ends(pid),
+                "process {pid} outlived its test"
+            );
+        }
+    }
+}
+
+/// A router between a client and a server, and a host on a switch
+/// behind a second router.
+fn two_segments() -> Network {
+    Network::builder()
+        .router("gw")
+        .host("server")
+        .link("gw")
+        .host("client")
+        .link("gw")
+        .router("edge")
+        .uplink("gw")
+        .switch("lan")
+        .link("edge")
+        .host("printer")
+        .link("lan")
+        .build()
+        .expect("the network builds")
+}
+
+/// What `name` resolves to from the calling thread, through
+/// `getaddrinfo(3)` as `std::net::ToSocketAddrs` calls it.
+fn resolve(name: &str) -> std::io::Result<BTreeSet<IpAddr>> {
+    Ok((name, 80)
+        .to_socket_addrs()?
+        .map(|address| address.ip())
+        .collect())
+}
+
+#[netns_test]
+fn every_host_resolves_every_name_in_both_families() {
+    let net = two_segments();
+    for from in net.nodes() {
+        for to in net
+            .nodes()
+            .iter()
+            .filter(|node| !node.interfaces().is_empty())
+        {
+            let expected: BTreeSet<IpAddr> = [
+                to.ipv4().expect("an IPv4 address").into(),
+                to.ipv6().expect("an IPv6 address").into(),
+            ]
+            .into();
+            let got = from
+                .run(|| resolve(to.name()))
+                .expect("a thread in the host")
+                .unwrap_or_else(|error| panic!("{} resolves {}: {error}", from.name(), to.name()));
+            assert_eq!(got, expected, "{} resolves {}", from.name(), to.name());
+        }
+    }
+}
+
+#[netns_test]
+fn an_unknown_name_fails_without_asking_a_dns_server() {
+    let net = two_segments();
+    let client = net.host("client").expect("client");
+    let failed = client
+        .run(|| resolve("nosuchhost.example"))
+        .expect("a thread in the host")
+        .expect_err("no host of that name");
+    // EAI_NONAME: no source was left to ask. A DNS server that does not
+    // answer gives EAI_AGAIN, after its timeout.
+    assert!(
+        failed.to_string().contains("Name or service not known"),
+        "{failed}"
+    );
+    // The names are the network's, not the host machine's.
+    let host_name =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").expect("the machine's name");
+    let host_name = host_name.trim();
+    if resolve(host_name).is_ok() {
+        let seen = client
+            .run(|| resolve(host_name))
+            .expect("a thread in the host");
+        assert!(
+            seen.is_err(),
+            "{host_name} resolves in the network: {seen:?}"
+        );
+    }
+}
+
+#[netns_test]
+fn names_leave_the_test_thread_and_the_host_machine_alone() {
+    let before = std::fs::read("/etc/hosts").expect("the host's /etc/hosts");
+    let net = two_segments();
+    let server = net.host("server").expect("server");
+    let seen = server
+        .run(|| std::fs::read_to_string("/etc/hosts"))
+        .expect("a thread in the host")
+        .expect("the network's /etc/hosts");
+    assert!(seen.contains("\tserver\n"), "{seen}");
+    // The thread that built the network, and the host machine, see
+    // their own.
+    assert_eq!(std::fs::read("/etc/hosts").expect("/etc/hosts"), before);
+    assert!(resolve("server").is_err());
+    // A thread that enters a host and leaves finds its own again, in the
+    // same working directory.
+    let cwd = std::env::current_dir().expect("the working directory");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let entered = server.enter().expect("enter the server");
+            assert!(resolve("server").is_ok());
+            assert_eq!(std::env::current_dir().expect("cwd"), cwd);
+            drop(entered);
+            assert!(resolve("server").is_err());
+            assert_eq!(std::env::current_dir().expect("cwd"), cwd);
+        });
+    });
+}
+
+#[netns_test]
+fn a_thread_spawned_in_a_host_resolves_and_connects_by_name() {
+    let net = two_segments();
+    let (server, client) = (
+        net.host("server").expect("server"),
+        net.host("client").expect("client"),
+    );
+    let listener = server
+        .run(|| std::net::TcpListener::bind("[::]:7000"))
+        .expect("a thread in the server")
+        .expect("bind");
+    let connected = client
+        .spawn(|| std::net::TcpStream::connect("server:7000").map(|stream| stream.peer_addr()))
+        .expect("a thread in the client");
+    let (_, from) = listener.accept().expect("the client connects");
+    let peer = connected
+        .join()
+        .expect("no panic")
+        .expect("connect")
+        .expect("peer");
+    assert_eq!(peer.port(), 7000);
+    let from = match from.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    };
+    let client_ips: [IpAddr; 2] = [
+        client.ipv4().expect("IPv4").into(),
+        client.ipv6().expect("IPv6").into(),
+    ];
+    assert!(client_ips.contains(&from), "{from} is not the client's");
+}
+
+#[netns_test]
+fn a_command_runs_inside_its_host_and_resolves_the_networks_names() {
+    let net = two_segments();
+    let (client, gw) = (
+        net.host("client").expect("client"),
+        net.host("gw").expect("gw"),
+    );
+    let output = client
+        .command("sh")
+        .expect("a command on the client")
+        .args(["-c", "readlink /proc/self/ns/net; getent hosts gw; pwd"])
+        .output()
+        .expect("run sh on the client");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("net:[{}]", client.inode()).as_str()),
+        "{text}"
+    );
+    let gw_ipv6 = gw.ipv6().expect("IPv6").to_string();
+    assert!(
+        text.contains(&format!("{gw_ipv6} "))
+            || text.contains(&gw.ipv4().expect("IPv4").to_string()),
+        "{text}"
+    );
+    let cwd = std::env::current_dir().expect("cwd");
+    assert_eq!(lines.last(), cwd.to_str(), "{text}");
+}
+
+/// A command started on a host ends with its test, passed or failed, in
+/// every mode, and a failure's report shows the last lines it printed,
+/// under its host's name.
+#[test]
+fn a_command_ends_with_its_test_and_its_last_lines_are_reported() {
+    for mode in MODES {
+        for (fixture, expected) in [
+            ("leaves_a_command_and_passes", "ok"),
+            ("leaves_a_command_and_fails", "FAILED"),
+        ] {
+            let pids = pid_file(fixture);
+            let name = format!("fixture::{fixture}");
+            let report = run_fixtures(
+                &name,
+                &[
+                    "fixture::then_the_command_has_ended",
+                    "--ignored",
+                    "--exact",
+                    "--test-threads=1",
+                ],
+                &[
+                    ("NETNS_TEST_MODE", mode),
+                    ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
+                ],
+            );
+            assert_eq!(report.status(&name), expected, "{mode}:\n{}", report.output);
+            let checked = report.status("fixture::then_the_command_has_ended");
+            assert_eq!(checked, "ok", "{mode} {fixture}:\n{}", report.output);
+            if expected == "FAILED" {
+                let failure = report.failure_output(&name);
+                for line in [
+                    "command sh on alice\n",
+                    "    stdout | hello from alice\n",
+                    "    stderr | trouble on alice\n",
+                ] {
+                    assert!(failure.contains(line), "{mode}: no {line:?} in\n{failure}");
+                }
+            }
+            let started = pids_in(&pids);
+            assert_eq!(started.len(), 1, "{mode} {fixture}: {started:?}");
+            assert!(
+                ends(started[0]),
+                "{mode} {fixture}: the command outlived its test"
+            );
+            let _ = std::fs::remove_file(pids);
+        }
+    }
+}
