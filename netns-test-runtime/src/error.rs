@@ -254,6 +254,13 @@ pub enum Error {
         #[source]
         source: Errno,
     },
+    /// A task of [`NetNs::spawn_async`](crate::NetNs::spawn_async) was
+    /// aborted, or its namespace's runtime ended (its `NetNs` was dropped)
+    /// before the task did.
+    #[error(
+        "a task of NetNs::spawn_async ended before its output: it was aborted, or the NetNs that ran it was dropped, which ends its runtime; keep the NetNs (or its Network) until the task is awaited"
+    )]
+    TaskCancelled,
     /// A pipe could not be made.
     #[error("{step}: make a pipe: {source}; is the process out of descriptors?")]
     Pipe {
@@ -482,6 +489,7 @@ impl Error {
             | Error::ThreadLost { .. }
             | Error::ChildEnded(_)
             | Error::HelpersLost
+            | Error::TaskCancelled
             | Error::TestNotRegistered { .. }
             | Error::InChild { .. }
             | Error::Relay { .. } => Kind::Other,

@@ -205,6 +205,8 @@ compile_error!(
      put netns tests behind #[cfg(target_os = \"linux\")]"
 );
 
+#[cfg(feature = "tokio")]
+mod async_ns;
 mod command;
 mod diagnose;
 mod env;
@@ -233,6 +235,8 @@ pub mod __private;
 #[doc(inline)]
 pub use netns_test_macro::netns_test;
 
+#[cfg(feature = "tokio")]
+pub use async_ns::Task;
 pub use diagnose::{Cause, Diagnosis, diagnose};
 pub use error::{CaptureDirProblem, ChildEnded, Error, NetlinkError, Stopped};
 pub use mode::Mode;

@@ -205,6 +205,9 @@ pub struct NetNs {
     /// The names of the network it is a host of: its threads and commands
     /// see them.
     pub(crate) names: Option<Arc<Names>>,
+    /// Its own async runtime, made at the first `spawn_async`.
+    #[cfg(feature = "tokio")]
+    pub(crate) runtime: crate::async_ns::NsRuntime,
 }
 
 impl std::fmt::Debug for NetNs {
@@ -256,6 +259,8 @@ impl NetNs {
             strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
             names: None,
+            #[cfg(feature = "tokio")]
+            runtime: crate::async_ns::NsRuntime::default(),
         })
     }
 
@@ -289,6 +294,8 @@ impl NetNs {
             strict_rtnl: LazyRtnl::default(),
             ipv6_settled: AtomicBool::new(false),
             names: self.names.clone(),
+            #[cfg(feature = "tokio")]
+            runtime: crate::async_ns::NsRuntime::default(),
         })
     }
 

@@ -4,7 +4,7 @@
 //! commands that start inside a host and end with the test.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use netns_test_runtime::{Network, netns_test};
 use netns_test_tests::{MODES, ends, pid_file, pids_in, run_fixtures};
@@ -289,4 +289,85 @@ fn a_command_ends_with_its_test_and_its_last_lines_are_reported() {
             let _ = std::fs::remove_file(pids);
         }
     }
+}
+
+#[netns_test]
+async fn async_code_runs_on_a_second_host_with_its_names_and_sockets() -> std::io::Result<()> {
+    let net = two_segments();
+    let (server, client) = (net.host("server")?, net.host("client")?);
+    let listener = server.bind_tcp("[::]:7001").await?;
+    let client_inode = client.inode();
+    let task = client.spawn_async(async move {
+        // On the client's own runtime: a worker, and the blocking thread
+        // that `lookup_host` resolves on, are in the client.
+        let here = netns_test_runtime::NetNs::current()?.inode();
+        let found: Vec<_> = tokio::net::lookup_host("server:7001").await?.collect();
+        let stream = tokio::net::TcpStream::connect(found[0]).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((here, stream.local_addr()?))
+    })?;
+    let (accepted, from) = listener.accept().await?;
+    let (here, local) = task.await?.map_err(std::io::Error::other)?;
+    assert_eq!(here, client_inode);
+    assert_eq!(from, local);
+    drop(accepted);
+    // Ready-made sockets of the client's, by name, from the test's own
+    // runtime.
+    let stream = client.connect_tcp("server:7001").await?;
+    assert_eq!(listener.accept().await?.1, stream.local_addr()?);
+    let udp = client.bind_udp("0.0.0.0:0").await?;
+    let server_udp = server.bind_udp("0.0.0.0:7002").await?;
+    // The test's own thread resolves as the machine does: the names are
+    // the hosts'.
+    let server_at = SocketAddr::new(
+        server.ipv4().ok_or(std::io::ErrorKind::NotFound)?.into(),
+        7002,
+    );
+    udp.send_to(b"ping", server_at).await?;
+    let mut buffer = [0; 8];
+    let (length, _) = server_udp.recv_from(&mut buffer).await?;
+    assert_eq!(&buffer[..length], b"ping");
+    // Dropped here, inside an async body: the hosts' runtimes stop
+    // without waiting, which tokio's own drop would refuse to do.
+    drop(net);
+    Ok(())
+}
+
+#[netns_test]
+fn a_panic_in_a_hosts_future_reaches_its_awaiter_and_a_dropped_host_cancels() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let ns = netns_test_runtime::NetNs::new().expect("a namespace");
+    let task = ns
+        .spawn_async(async { panic!("boom on the host") })
+        .expect("spawn");
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(task)))
+        .expect_err("the panic reaches the awaiter");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom on the host"));
+    let pending = ns.spawn_async(std::future::pending::<()>()).expect("spawn");
+    drop(ns);
+    let ended = runtime.block_on(pending).expect_err("its runtime ended");
+    assert!(
+        matches!(ended, netns_test_runtime::Error::TaskCancelled),
+        "{ended}"
+    );
+}
+
+#[netns_test]
+async fn a_tokio_command_starts_inside_its_host() -> std::io::Result<()> {
+    let net = two_segments();
+    let printer = net.host("printer")?;
+    let output = printer
+        .tokio_command("sh")?
+        .args(["-c", "readlink /proc/self/ns/net; getent hosts gw"])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with(&format!("net:[{}]\n", printer.inode())),
+        "{text}"
+    );
+    assert!(text.contains(" gw"), "{text}");
+    Ok(())
 }
