@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Path};
 
 /// What `#[netns_test(...)]` may take, as listed in the unknown-argument error.
-const VALID: &str = "`threads`, `threads = N`, `timeout = \"10s\"`, `seed = N`, `sysfs`, `process`, `capture` and `crate = \"path\"`";
+const VALID: &str = "`threads`, `threads = N`, `timeout = \"10s\"`, `seed = N`, `network = path`, `sysfs`, `process`, `capture` and `crate = \"path\"`";
 
 /// The attribute's arguments, each with the span of its key.
 #[derive(Default)]
@@ -17,6 +17,8 @@ pub(crate) struct Args {
     pub(crate) timeout_ms: Option<(u64, Span)>,
     /// The seed of the test's draws.
     pub(crate) seed: Option<(u64, Span)>,
+    /// The function that declares the test's network.
+    pub(crate) network: Option<(Path, Span)>,
     /// The path to the runtime crate, for users who re-export it.
     pub(crate) krate: Option<(Path, Span)>,
     /// Mount a sysfs of the test's namespace on `/sys`, privately.
@@ -59,6 +61,13 @@ impl Args {
                         .ok_or_else(|| needs_value(&key, "seed = 7"))
                         .and_then(parse_seed);
                     errors.set(&mut args.seed, parsed, &key);
+                }
+                "network" => {
+                    let parsed = value
+                        .as_ref()
+                        .ok_or_else(|| needs_value(&key, "network = two_homes"))
+                        .and_then(parse_network);
+                    errors.set(&mut args.network, parsed, &key);
                 }
                 "sysfs" => errors.set(&mut args.sysfs, flag("sysfs", value.as_ref()), &key),
                 "process" => errors.set(&mut args.process, flag("process", value.as_ref()), &key),
@@ -151,6 +160,16 @@ fn parse_seed(value: &Expr) -> syn::Result<u64> {
             lit: Lit::Int(int), ..
         }) => int.base10_parse().map_err(|_| error()),
         _ => Err(error()),
+    }
+}
+
+fn parse_network(value: &Expr) -> syn::Result<Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Ok(path.path.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`network` takes the path of a function that declares the network, `fn two_homes() -> NetworkBuilder`, e.g. `network = two_homes`",
+        )),
     }
 }
 

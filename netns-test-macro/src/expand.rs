@@ -48,7 +48,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
     // the path, and nothing else is reported of it.
     let private = syn::Ident::new("__netns_test_private", Span::call_site());
     let import = quote! { use #krate::__private as #private; };
-    let checks = type_checks(&test.function.sig, &import, &private);
+    let checks = type_checks(&test.function.sig, args, &import, &private);
     let ItemFn {
         attrs,
         vis,
@@ -65,7 +65,7 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
     let arg = match test.param {
         Param::None => quote! {},
         Param::ByRef => quote! { &#ns },
-        Param::ByValue => quote! { #ns },
+        Param::ByValue | Param::Network => quote! { #ns },
     };
     let call = if sig.asyncness.is_some() {
         let flavor = match &args.threads {
@@ -90,9 +90,12 @@ fn expand(args: &Args, test: TestFn) -> TokenStream {
     } else {
         quote! { #private::TestResult::into_test_result(#name(#arg)) }
     };
-    let body = match test.param {
-        Param::None => quote! { #private::Body::Plain(|| #call) },
-        Param::ByRef | Param::ByValue => quote! { #private::Body::WithNs(|#ns| #call) },
+    let body = match (test.param, &args.network) {
+        (Param::Network, Some((declare, _))) => {
+            quote! { #private::Body::WithNetwork(#declare, |#ns| #call) }
+        }
+        (Param::None, _) => quote! { #private::Body::Plain(|| #call) },
+        _ => quote! { #private::Body::WithNs(|#ns| #call) },
     };
     // Only the options given, over the runtime's defaults.
     let mut options = Vec::new();
@@ -175,18 +178,30 @@ fn should_panic(should_panic: &ShouldPanic, private: &syn::Ident) -> TokenStream
 /// report the same errors, so the checks are left out there. The import is
 /// checked even when nothing else is, so that a wrong `crate = "..."` fails
 /// every build.
-fn type_checks(sig: &syn::Signature, import: &TokenStream, private: &syn::Ident) -> TokenStream {
+fn type_checks(
+    sig: &syn::Signature,
+    args: &Args,
+    import: &TokenStream,
+    private: &syn::Ident,
+) -> TokenStream {
     let returned = match &sig.output {
         ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
             let _ = <#ty as #private::TestResult>::into_test_result;
         },
         ReturnType::Default => quote! {},
     };
+    let network = match &args.network {
+        Some((declare, _)) => quote_spanned! {declare.span()=>
+            let _: fn() -> #private::NetworkBuilder = #declare;
+        },
+        None => quote! {},
+    };
     quote! {
         #[cfg(not(test))]
         const _: () = {
             #import
             #returned
+            #network
         };
     }
 }
@@ -263,6 +278,15 @@ mod tests {
             "threads = 2, crate = \"my::netns\"",
             "async fn t(ns: &NetNs) -> Result<(), String> { Ok(()) }",
             expect_file!["../tests/expansions/async.expanded.rs"],
+        );
+    }
+
+    #[test]
+    fn a_network_is_built_from_the_function_named() {
+        check(
+            "network = nets::two_homes",
+            "async fn t(net: &Network) {}",
+            expect_file!["../tests/expansions/network.expanded.rs"],
         );
     }
 

@@ -14,6 +14,8 @@ pub(crate) enum Param {
     None,
     ByRef,
     ByValue,
+    /// `&Network`, built from the function `network = ...` names.
+    Network,
 }
 
 /// Whether libtest will expect the test to panic, as its attributes say.
@@ -145,6 +147,17 @@ impl TestFn {
                 Param::None
             }),
         };
+        match (&args.network, param) {
+            (Some(_), Param::Network) | (None, Param::None | Param::ByRef | Param::ByValue) => {}
+            (Some((_, span)), _) => errors.push(syn::Error::new(
+                *span,
+                "a test with `network = ...` takes the network it builds: write `fn name(net: &Network)`",
+            )),
+            (None, Param::Network) => errors.push(syn::Error::new_spanned(
+                &sig.inputs,
+                "a test takes a `&Network` built from a declaration it names: write `#[netns_test(network = my_network)]`, where `fn my_network() -> NetworkBuilder`",
+            )),
+        }
         let returns_result = match &sig.output {
             ReturnType::Type(_, ty) if !is_unit(ty) => Some(ty.span()),
             _ => None,
@@ -258,8 +271,7 @@ fn parse_param(inputs: &Punctuated<FnArg, Token![,]>) -> syn::Result<Param> {
     let Some(first) = params.next() else {
         return Ok(Param::None);
     };
-    let supported =
-        "a test may take one parameter, the handle to its namespace: `&NetNs` or `NetNs`";
+    let supported = "a test may take one parameter: the handle to its namespace, `&NetNs` or `NetNs`, or with `network = ...`, `&Network`";
     if let Some(extra) = params.next() {
         return Err(syn::Error::new_spanned(
             extra,
@@ -277,11 +289,16 @@ fn parse_param(inputs: &Punctuated<FnArg, Token![,]>) -> syn::Result<Param> {
     };
     match ty {
         Type::Reference(reference)
-            if reference.mutability.is_none() && is_netns(&reference.elem) =>
+            if reference.mutability.is_none() && is_named(&reference.elem, "NetNs") =>
         {
             Ok(Param::ByRef)
         }
-        ty if is_netns(ty) => Ok(Param::ByValue),
+        Type::Reference(reference)
+            if reference.mutability.is_none() && is_named(&reference.elem, "Network") =>
+        {
+            Ok(Param::Network)
+        }
+        ty if is_named(ty, "NetNs") => Ok(Param::ByValue),
         ty => Err(syn::Error::new_spanned(
             ty,
             format!("unsupported parameter type; {supported}"),
@@ -289,7 +306,8 @@ fn parse_param(inputs: &Punctuated<FnArg, Token![,]>) -> syn::Result<Param> {
     }
 }
 
-fn is_netns(ty: &Type) -> bool {
+/// Whether `ty` is a path whose last segment is `name`, with no generics.
+fn is_named(ty: &Type, name: &str) -> bool {
     match ty {
         Type::Path(path) => {
             path.qself.is_none()
@@ -297,10 +315,10 @@ fn is_netns(ty: &Type) -> bool {
                     .path
                     .segments
                     .last()
-                    .is_some_and(|segment| segment.ident == "NetNs" && segment.arguments.is_empty())
+                    .is_some_and(|segment| segment.ident == name && segment.arguments.is_empty())
         }
-        Type::Paren(inner) => is_netns(&inner.elem),
-        Type::Group(inner) => is_netns(&inner.elem),
+        Type::Paren(inner) => is_named(&inner.elem, name),
+        Type::Group(inner) => is_named(&inner.elem, name),
         _ => false,
     }
 }

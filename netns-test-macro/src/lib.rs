@@ -16,7 +16,8 @@ use proc_macro::TokenStream;
 
 /// Runs a test in its own fresh Linux network namespace, with `lo` up.
 ///
-/// Put it on a `fn` or `async fn` that takes nothing, `&NetNs` or `NetNs`, and
+/// Put it on a `fn` or `async fn` that takes nothing, `&NetNs` or `NetNs`
+/// (or `&Network`, with `network = ...`), and
 /// returns `()` or `Result<(), E>` with `E: Debug`. It expands to one plain
 /// `#[test]` (none is added if a `#[test]` below it, or test-case above it,
 /// registers the function), and every other attribute stays:
@@ -30,6 +31,12 @@ use proc_macro::TokenStream;
 ///   default count, one worker per core. Sync tests take no `threads`:
 ///   threads they spawn already share their namespace.
 /// - `timeout = "10s"`: fail the test after this long (`ms`, `s` or `m`).
+/// - `seed = 7`: the seed of the test's draws (a wire's loss, jitter, ...),
+///   random by default; `NETNS_TEST_SEED` overrides it, to replay a failure.
+/// - `network = two_homes`: the test takes `&Network`, built inside its
+///   namespace, before the body, from the declaration that
+///   `fn two_homes() -> NetworkBuilder` returns; a declaration that cannot
+///   be built fails the test as netns-test's error, not the body's.
 /// - `sysfs`: a private mount namespace with a sysfs of the test's network
 ///   namespace on `/sys`, so `/sys/class/net` lists the test's links.
 /// - `process`: run this test in a process of its own, whatever mode the

@@ -23,6 +23,7 @@ macro_rules! __netns_test_register {
 pub use crate::__netns_test_register as register;
 
 pub use crate::test::{Body, Options, Runs, ShouldPanic, TESTS, Test, TestError, TestResult};
+pub use crate::topology::NetworkBuilder;
 
 /// What the generated `#[test]` returns: `()`, or a `Result` when the user's
 /// function returns one.

@@ -28,6 +28,10 @@ impl Outcome {
         let ran = match call {
             Call::Plain(body) => catch(body),
             Call::WithNs(body, ns) => catch(|| body(ns)),
+            Call::WithNetwork(declare, body) => catch(|| match declare().build() {
+                Ok(network) => body(&network),
+                Err(error) => fail_runtime(error),
+            }),
         };
         match ran {
             Ok(Ok(())) => Outcome::Passed,
@@ -64,15 +68,11 @@ pub(crate) fn panic_fails(payload: &(dyn Any + Send), should_panic: ShouldPanic)
 }
 
 /// The payload with which netns-test's own code inside a body (building the
-/// async runtime) unwinds out of it, so that its failure is never taken for
+/// async runtime, or a test's network) unwinds out of it, so that its failure is never taken for
 /// the body's panic: a `should_panic` test must not pass on it.
 struct RuntimeFailure(Error);
 
 /// Unwinds out of the body as netns-test's failure, not the body's panic.
-#[cfg_attr(
-    not(feature = "tokio"),
-    expect(dead_code, reason = "only the async runtime fails inside a body")
-)]
 pub(crate) fn fail_runtime(error: Error) -> ! {
     panic::resume_unwind(Box::new(RuntimeFailure(error)))
 }

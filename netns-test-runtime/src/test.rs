@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::netns::NetNs;
+use crate::topology::{Network, NetworkBuilder};
 
 /// Every `#[netns_test]` of the binary, for a helper process to find by path.
 #[linkme::distributed_slice]
@@ -109,6 +110,12 @@ pub enum Body {
     Plain(fn() -> Result<(), TestError>),
     /// It takes the handle to its namespace, which the runtime opens for it.
     WithNs(fn(NetNs) -> Result<(), TestError>),
+    /// It takes a network, which the runtime builds from the declaration
+    /// the first function returns, inside the test's namespace.
+    WithNetwork(
+        fn() -> NetworkBuilder,
+        fn(&Network) -> Result<(), TestError>,
+    ),
 }
 
 impl Body {
@@ -118,6 +125,7 @@ impl Body {
         Ok(match self {
             Body::Plain(body) => Call::Plain(body),
             Body::WithNs(body) => Call::WithNs(body, open()?),
+            Body::WithNetwork(declare, body) => Call::WithNetwork(declare, body),
         })
     }
 }
@@ -129,6 +137,11 @@ pub(crate) enum Call {
     Plain(fn() -> Result<(), TestError>),
     /// A body and the handle to the namespace it runs in.
     WithNs(fn(NetNs) -> Result<(), TestError>, NetNs),
+    /// A body and its network's declaration, built as the body starts.
+    WithNetwork(
+        fn() -> NetworkBuilder,
+        fn(&Network) -> Result<(), TestError>,
+    ),
 }
 
 impl Test {

@@ -54,6 +54,19 @@ mod fixture {
         panic!("the body fails");
     }
 
+    fn undeclared_router() -> netns_test_runtime::NetworkBuilder {
+        Network::builder().host("alice").link("nowhere")
+    }
+
+    /// A network that cannot be built is netns-test's failure, not the
+    /// body's panic: the test fails, though it expects a panic.
+    #[netns_test(network = undeclared_router)]
+    #[should_panic]
+    #[ignore = "fixture"]
+    fn a_network_that_cannot_be_built_should_panic(_net: &Network) {
+        panic!("the body must not run");
+    }
+
     /// Runs right after a fixture above, in the same test binary: checks
     /// that its command has ended.
     #[test]
@@ -273,6 +286,8 @@ fn a_command_ends_with_its_test_and_its_last_lines_are_reported() {
             if expected == "FAILED" {
                 let failure = report.failure_output(&name);
                 for line in [
+                    "  alice: made by NetNs::named\n",
+                    "  gw: made by NetNs::named\n",
                     "command sh on alice\n",
                     "    stdout | hello from alice\n",
                     "    stderr | trouble on alice\n",
@@ -370,4 +385,78 @@ async fn a_tokio_command_starts_inside_its_host() -> std::io::Result<()> {
     );
     assert!(text.contains(" gw"), "{text}");
     Ok(())
+}
+
+/// The network of the tests below, declared once.
+fn two_homes() -> netns_test_runtime::NetworkBuilder {
+    Network::builder()
+        .router("isp")
+        .router("home1")
+        .nat(netns_test_runtime::Nat::port_restricted())
+        .uplink("isp")
+        .host("alice")
+        .link("home1")
+        .host("server")
+        .link("isp")
+}
+
+#[netns_test(network = two_homes)]
+fn a_test_takes_its_network_from_the_attribute(net: &Network) {
+    let (alice, server) = (
+        net.host("alice").expect("alice"),
+        net.host("server").expect("server"),
+    );
+    let listener = server
+        .run(|| std::net::TcpListener::bind("0.0.0.0:7003"))
+        .expect("a thread in the server")
+        .expect("bind");
+    let connected = alice
+        .run(|| std::net::TcpStream::connect("server:7003").map(|stream| stream.local_addr()))
+        .expect("a thread in alice")
+        .expect("connect")
+        .expect("an address");
+    let (_, from) = listener.accept().expect("alice connects");
+    // Behind home1's NAT: the server sees home1's address, not alice's.
+    assert_ne!(from.ip(), connected.ip());
+    assert_eq!(
+        from.ip(),
+        IpAddr::from(
+            net.host("home1")
+                .expect("home1")
+                .interface_to("isp")
+                .expect("an uplink")
+                .ipv4
+        )
+    );
+}
+
+#[netns_test(network = two_homes, threads = 2)]
+async fn an_async_test_takes_its_network_too(net: &Network) -> std::io::Result<()> {
+    let server = net.host("server")?;
+    let listener = server.bind_tcp("[::]:7004").await?;
+    let stream = net.host("alice")?.connect_tcp("server:7004").await?;
+    assert_eq!(listener.accept().await?.1, stream.local_addr()?);
+    Ok(())
+}
+
+#[test]
+fn a_network_that_cannot_be_built_fails_its_test_in_every_mode() {
+    let name = "fixture::a_network_that_cannot_be_built_should_panic";
+    for mode in MODES {
+        let report = run_fixtures(
+            name,
+            &["--ignored", "--exact"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        assert_eq!(report.status(name), "FAILED", "{mode}:\n{}", report.output);
+        let failure = report.failure_output(name);
+        assert!(
+            failure.contains("link alice to nowhere"),
+            "{mode}:\n{failure}"
+        );
+        assert!(
+            !failure.contains("the body must not run"),
+            "{mode}:\n{failure}"
+        );
+    }
 }
