@@ -6,29 +6,10 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use crate::error::Error;
-use crate::netns::NetNs;
-
-/// A namespace's runtime, made at its first [`NetNs::spawn_async`]; its
-/// tasks end when the handle that made it is dropped.
-#[derive(Debug, Default)]
-pub(crate) struct NsRuntime(OnceLock<Ended>);
-
-/// A runtime that stops without waiting when dropped, as dropping it
-/// inside an async test must (`Runtime`'s own drop panics there).
-#[derive(Debug)]
-struct Ended(Option<tokio::runtime::Runtime>);
-
-impl Drop for Ended {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
+use crate::netns::{Ended, NetNs};
 
 /// The output of a future run by [`NetNs::spawn_async`]: await it.
 ///

@@ -207,7 +207,7 @@ pub struct NetNs {
     pub(crate) names: Option<Arc<Names>>,
     /// Its own async runtime, made at the first `spawn_async`.
     #[cfg(feature = "tokio")]
-    pub(crate) runtime: crate::async_ns::NsRuntime,
+    pub(crate) runtime: NsRuntime,
 }
 
 impl std::fmt::Debug for NetNs {
@@ -260,7 +260,7 @@ impl NetNs {
             ipv6_settled: AtomicBool::new(false),
             names: None,
             #[cfg(feature = "tokio")]
-            runtime: crate::async_ns::NsRuntime::default(),
+            runtime: NsRuntime::default(),
         })
     }
 
@@ -295,7 +295,7 @@ impl NetNs {
             ipv6_settled: AtomicBool::new(false),
             names: self.names.clone(),
             #[cfg(feature = "tokio")]
-            runtime: crate::async_ns::NsRuntime::default(),
+            runtime: NsRuntime::default(),
         })
     }
 
@@ -542,6 +542,27 @@ impl NetNs {
 impl AsFd for NetNs {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// A namespace's runtime, made at its first `NetNs::spawn_async`; its
+/// tasks end when the handle that made it is dropped.
+#[cfg(feature = "tokio")]
+#[derive(Debug, Default)]
+pub(crate) struct NsRuntime(pub(crate) OnceLock<Ended>);
+
+/// A runtime that stops without waiting when dropped, as dropping it
+/// inside an async test must (`Runtime`'s own drop panics there).
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub(crate) struct Ended(pub(crate) Option<tokio::runtime::Runtime>);
+
+#[cfg(feature = "tokio")]
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
