@@ -1,18 +1,22 @@
-//! Networks declared with the builder: a client reaches a server through
-//! a router, over IPv4 and IPv6; two peers behind home NATs punch a hole
-//! through a rendezvous server; a node on a switch is partitioned from
-//! the others, then healed. No veth, address, route or sysctl by hand.
+//! Networks declared with the builder, with no veth, address, route or
+//! sysctl by hand: a client finds a server by name through a router, over
+//! IPv4 and IPv6; two peers behind home NATs punch a hole through a
+//! rendezvous server over slow, lossy lines; a node of a three-node
+//! cluster is partitioned from the others, then healed; async code and a
+//! real program run on hosts; a DNS server runs on one.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use netns_test_runtime::{Conditions, Nat, Network, netns_test};
+use netns_test_runtime::{Conditions, Nat, Network, NetworkBuilder, netns_test};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 #[netns_test]
-fn client_reaches_server_through_a_router() -> Result<()> {
+fn a_client_finds_a_server_by_name_over_ipv4_and_ipv6() -> Result<()> {
     let net = Network::builder()
         .router("router")
         .host("server")
@@ -21,12 +25,14 @@ fn client_reaches_server_through_a_router() -> Result<()> {
         .link("router")
         .build()?;
     let (server, client) = (net.host("server")?, net.host("client")?);
-    for ip in [
-        server.ipv4().ok_or("no IPv4")?.into(),
-        server.ipv6().ok_or("no IPv6")?.into(),
-    ] {
-        let address = SocketAddr::new(ip, 8080);
-        let listener = server.run(|| TcpListener::bind(address))??;
+    let listener = server.run(|| TcpListener::bind("[::]:8080"))??; // both families
+    // On every host of the network, `server` has an A and an AAAA record.
+    let addresses: Vec<SocketAddr> = client
+        .run(|| ("server", 8080).to_socket_addrs())??
+        .collect();
+    assert!(addresses.iter().any(SocketAddr::is_ipv4));
+    assert!(addresses.iter().any(SocketAddr::is_ipv6));
+    for address in addresses {
         let sent = client.spawn(move || TcpStream::connect(address)?.write_all(b"hi"))?;
         let mut got = String::new();
         listener.accept()?.0.read_to_string(&mut got)?;
@@ -36,63 +42,94 @@ fn client_reaches_server_through_a_router() -> Result<()> {
     Ok(())
 }
 
-#[netns_test]
-fn peers_behind_home_nats_punch_a_hole() -> Result<()> {
-    let slow = Conditions::new().delay(Duration::from_millis(30));
-    // A link may name a node declared after it.
-    let net = Network::builder()
+/// Two homes behind NATs and a rendezvous server, all on the internet;
+/// each home's line has 30 ms of delay and loses 1 % of packets.
+fn two_homes() -> NetworkBuilder {
+    let line = Conditions::new()
+        .delay(Duration::from_millis(30))
+        .loss(0.01);
+    Network::builder()
+        .router("internet")
         .host("rendezvous")
-        .link("isp")
-        .router("isp")
+        .link("internet")
         .router("home1")
         .nat(Nat::port_restricted())
-        .uplink("isp")
+        .uplink("internet")
+        .conditions(line)
         .router("home2")
         .nat(Nat::port_restricted())
-        .uplink("isp")
+        .uplink("internet")
+        .conditions(line)
         .host("alice")
         .link("home1")
         .host("bob")
         .link("home2")
-        .conditions(slow)
-        .build()?;
-    let bind = |name: &str, port: u16| -> Result<UdpSocket> {
-        let socket = net
-            .host(name)?
-            .run(move || UdpSocket::bind(("0.0.0.0", port)))??;
-        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+}
+
+#[netns_test(network = two_homes)]
+fn peers_behind_two_home_nats_punch_a_hole(net: &Network) -> Result<()> {
+    let bind = |host: &str| -> Result<UdpSocket> {
+        let socket = net.host(host)?.run(|| UdpSocket::bind("0.0.0.0:4000"))??;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
         Ok(socket)
     };
-    let (server, a, b) = (
-        bind("rendezvous", 3478)?,
-        bind("alice", 6000)?,
-        bind("bob", 6000)?,
-    );
-    let server_at = SocketAddr::new(
-        net.host("rendezvous")?.ipv4().ok_or("no IPv4")?.into(),
-        3478,
-    );
-    // The rendezvous sees each peer's public address, and tells the other.
-    let mut buffer = [0; 64];
-    let mut public = |peer: &UdpSocket| -> Result<SocketAddr> {
-        peer.send_to(b"hello", server_at)?;
-        Ok(server.recv_from(&mut buffer)?.1)
-    };
-    let (b_for_a, a_for_b) = (public(&b)?, public(&a)?);
-    let mut buffer = [0; 64];
-    let (mut a_heard, mut b_heard) = (false, false);
-    for _ in 0..5 {
-        a.send_to(b"from alice", b_for_a)?;
-        b.send_to(b"from bob", a_for_b)?;
-        a_heard |= a.recv_from(&mut buffer).is_ok();
-        b_heard |= b.recv_from(&mut buffer).is_ok();
+    let (server, alice, bob) = (bind("rendezvous")?, bind("alice")?, bind("bob")?);
+    let rendezvous = net
+        .host("alice")?
+        .run(|| ("rendezvous", 4000).to_socket_addrs())??;
+    let rendezvous = rendezvous
+        .into_iter()
+        .find(SocketAddr::is_ipv4)
+        .ok_or("no IPv4")?;
+    // Each peer says hello until the rendezvous has seen both, at the
+    // addresses their NATs gave them.
+    let (mut buffer, mut alice_at, mut bob_at) = ([0; 64], None, None);
+    for _ in 0..50 {
+        alice.send_to(b"alice", rendezvous)?;
+        bob.send_to(b"bob", rendezvous)?;
+        while let Ok((length, from)) = server.recv_from(&mut buffer) {
+            match &buffer[..length] {
+                b"alice" => alice_at = Some(from),
+                _ => bob_at = Some(from),
+            }
+        }
+        if alice_at.is_some() && bob_at.is_some() {
+            break;
+        }
     }
-    assert!(a_heard && b_heard);
+    let (alice_at, bob_at) = (
+        alice_at.ok_or("alice never arrived")?,
+        bob_at.ok_or("bob never arrived")?,
+    );
+    // The rendezvous saw home1's address, not alice's own.
+    let home1 = net
+        .host("home1")?
+        .interface_to("internet")
+        .ok_or("no uplink")?
+        .ipv4;
+    assert_eq!(alice_at.ip(), home1);
+    // Told each other's public address, both send at once: each NAT lets
+    // the other's datagrams in once its own have gone out.
+    let (mut alice_heard, mut bob_heard) = (false, false);
+    for _ in 0..50 {
+        alice.send_to(b"from alice", bob_at)?;
+        bob.send_to(b"from bob", alice_at)?;
+        alice_heard |= alice
+            .recv_from(&mut buffer)
+            .is_ok_and(|(_, from)| from == bob_at);
+        bob_heard |= bob
+            .recv_from(&mut buffer)
+            .is_ok_and(|(_, from)| from == alice_at);
+        if alice_heard && bob_heard {
+            break;
+        }
+    }
+    assert!(alice_heard && bob_heard, "the hole was not punched");
     Ok(())
 }
 
 #[netns_test]
-fn a_partitioned_node_is_cut_off_then_healed() -> Result<()> {
+fn a_cluster_node_is_partitioned_then_healed() -> Result<()> {
     let net = Network::builder()
         .switch("lan")
         .host("n1")
@@ -101,21 +138,138 @@ fn a_partitioned_node_is_cut_off_then_healed() -> Result<()> {
         .host("n2")
         .link("lan")
         .wire()
+        .host("n3")
+        .link("lan")
+        .wire()
         .build()?;
-    let (n1, n2) = (net.host("n1")?, net.host("n2")?);
-    let to = SocketAddr::new(n2.ipv4().ok_or("no IPv4")?.into(), 7000);
-    let listener = n2.run(move || UdpSocket::bind(to))??;
-    listener.set_read_timeout(Some(Duration::from_millis(300)))?;
-    let sender = n1.run(|| UdpSocket::bind("0.0.0.0:0"))??;
-    let mut buffer = [0; 16];
-    let mut reaches = || -> Result<bool> {
-        sender.send_to(b"ping", to)?;
-        Ok(listener.recv_from(&mut buffer).is_ok())
+    let node = |name: &str| -> Result<UdpSocket> {
+        let socket = net.host(name)?.run(|| UdpSocket::bind("0.0.0.0:7000"))??;
+        socket.set_read_timeout(Some(Duration::from_millis(300)))?;
+        Ok(socket)
     };
-    assert!(reaches()?);
-    net.wire("n1", "lan")?.partition()?;
-    assert!(!reaches()?);
-    net.wire("n1", "lan")?.heal()?;
-    assert!(reaches()?);
+    let (n1, n2, n3) = (node("n1")?, node("n2")?, node("n3")?);
+    let at = |name: &str| -> Result<SocketAddr> {
+        let ip = net.host(name)?.ipv4().ok_or("no IPv4")?;
+        Ok(SocketAddr::new(ip.into(), 7000))
+    };
+    let mut buffer = [0; 16];
+    let mut reaches = |to: &UdpSocket, address: SocketAddr| -> Result<bool> {
+        n1.send_to(b"heartbeat", address)?;
+        Ok(to.recv_from(&mut buffer).is_ok())
+    };
+    assert!(reaches(&n2, at("n2")?)? && reaches(&n3, at("n3")?)?);
+    net.wire("n3", "lan")?.partition()?; // n3's link stays up; nothing crosses it
+    assert!(reaches(&n2, at("n2")?)?);
+    assert!(!reaches(&n3, at("n3")?)?);
+    net.wire("n3", "lan")?.heal()?;
+    assert!(reaches(&n3, at("n3")?)?);
+    Ok(())
+}
+
+#[netns_test]
+async fn async_code_on_one_host_serves_another() -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let net = Network::builder()
+        .router("gw")
+        .host("server")
+        .link("gw")
+        .host("client")
+        .link("gw")
+        .build()?;
+    let (server, client) = (net.host("server")?, net.host("client")?);
+    // A tokio listener made in `server`, served on `server`'s own runtime.
+    let listener = server.bind_tcp("[::]:8080").await?;
+    let serving = server.spawn_async(async move {
+        let (mut stream, _) = listener.accept().await?;
+        stream.write_all(b"hello from server").await?;
+        std::io::Result::Ok(())
+    })?;
+    // A tokio stream made in `client`, by name, used from the test's runtime.
+    let mut stream = client.connect_tcp("server:8080").await?;
+    let mut got = String::new();
+    stream.read_to_string(&mut got).await?;
+    serving.await??;
+    assert_eq!(got, "hello from server");
+    Ok(())
+}
+
+#[netns_test]
+fn a_real_program_runs_on_a_host() -> Result<()> {
+    let net = Network::builder()
+        .router("gw")
+        .host("server")
+        .link("gw")
+        .host("client")
+        .link("gw")
+        .build()?;
+    // Started inside `client`, with its names; it ends with the test at the
+    // latest, and if the test fails, the report shows its last lines.
+    let output = net
+        .host("client")?
+        .command("getent")?
+        .args(["ahostsv4", "server"])
+        .output()?;
+    let text = String::from_utf8(output.stdout)?;
+    assert!(text.starts_with("10.0.1.2 "), "{text}");
+    Ok(())
+}
+
+#[netns_test]
+fn a_dns_server_on_a_host_answers_the_others() -> Result<()> {
+    let net = Network::builder()
+        .router("gw")
+        .host("dns")
+        .link("gw")
+        .host("client")
+        .link("gw")
+        .nameserver("dns") // names the hosts file does not hold go to dns:53
+        .build()?;
+    let dns = net.host("dns")?;
+    let socket = dns.run(|| UdpSocket::bind("0.0.0.0:53"))??;
+    socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let answering =
+        dns.spawn(move || answer_a_queries(&socket, Ipv4Addr::new(192, 0, 2, 7), &stopped))?;
+    let found = net
+        .host("client")?
+        .run(|| ("www.example", 443).to_socket_addrs());
+    stop.store(true, Ordering::Relaxed);
+    answering.join().map_err(|_| "the server panicked")??;
+    let found: Vec<SocketAddr> = found??.collect();
+    assert_eq!(found, [SocketAddr::from(([192, 0, 2, 7], 443))]);
+    Ok(())
+}
+
+/// A DNS server of a few lines: every A query gets `address`, any other
+/// query an empty answer; until `stop`.
+fn answer_a_queries(
+    socket: &UdpSocket,
+    address: Ipv4Addr,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut query = [0; 512];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((length, from)) = socket.recv_from(&mut query) else {
+            continue; // its read timeout: look at `stop` again
+        };
+        // The question: the header's 12 bytes, then a name of labels up
+        // to a zero, then its type and class.
+        let Some(end) = query[12..length].iter().position(|&byte| byte == 0) else {
+            continue;
+        };
+        let question = 12 + end + 1 + 4;
+        let is_a = query.get(question - 4..question - 2) == Some(&[0, 1]);
+        let mut reply = query[..question].to_vec();
+        reply[2..4].copy_from_slice(&[0x81, 0x80]); // a response, recursion available
+        reply[6..12].copy_from_slice(&[0, u8::from(is_a), 0, 0, 0, 0]);
+        if is_a {
+            // The question's name (a pointer to byte 12), A, IN, 60 s, 4 bytes.
+            reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            reply.extend_from_slice(&address.octets());
+        }
+        socket.send_to(&reply, from)?;
+    }
     Ok(())
 }

@@ -172,7 +172,7 @@ impl NetNs {
     /// [`Command::spawn`] and [`Command::status`]) goes instead to pipes
     /// that a thread reads, and its last lines appear in a failure's
     /// report under the namespace's name; output taken otherwise
-    /// ([`Command::output`], [`Stdio::piped`], a file) is the caller's.
+    /// ([`Command::output`], [`Stdio::piped`](std::process::Stdio::piped), a file) is the caller's.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
