@@ -111,6 +111,36 @@ mod fixture {
         Usage::now().assert_back_to(baseline, 4 * 1024);
     }
 
+    /// Holds 1,000 namespaces at once, each with a veth pair to the test's
+    /// own, started under a soft limit of 1,024 descriptors.
+    #[netns_test]
+    #[ignore = "fixture: run by a_thousand_namespaces_at_once_under_1024_descriptors"]
+    pub(super) fn a_thousand_namespaces_at_once(ns: &NetNs) {
+        let held: Vec<NetNs> = (0..1_000)
+            .map(|_| NetNs::new().expect("create a namespace"))
+            .collect();
+        let mut inodes: Vec<u64> = held.iter().map(NetNs::inode).collect();
+        inodes.sort_unstable();
+        inodes.dedup();
+        assert_eq!(inodes.len(), 1_000, "1,000 namespaces, all alive");
+        for (index, other) in held.iter().enumerate().step_by(100) {
+            ns.add_veth(&format!("v{index}"), other, "eth0")
+                .expect("a veth pair");
+        }
+    }
+
+    /// Runs right after it, in the same process: no namespace is held.
+    #[test]
+    #[ignore = "fixture: run by a_thousand_namespaces_at_once_under_1024_descriptors"]
+    pub(super) fn then_no_namespace_is_held() {
+        let held = std::fs::read_dir("/proc/self/fd")
+            .expect("list /proc/self/fd")
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("net:["))
+            .count();
+        assert!(held < 8, "{held} namespaces are still held");
+    }
+
     macro_rules! ten_tests {
         () => {
             ten_tests!(@ t0 t1 t2 t3 t4 t5 t6 t7 t8 t9);
@@ -169,6 +199,26 @@ fn namespaces_come_and_go() {
     let host = links_and_addresses();
     fixture::two_thousand_namespaces();
     assert_eq!(links_and_addresses(), host);
+}
+
+/// A test that holds 1,000 namespaces at once runs in a process started
+/// with the common soft limit of 1,024 descriptors (the runtime raises it
+/// to the hard limit), in every mode, and holds none after.
+#[test]
+fn a_thousand_namespaces_at_once_under_1024_descriptors() {
+    let _alone = alone();
+    let name = "fixture::a_thousand_namespaces_at_once";
+    let after = "fixture::then_no_namespace_is_held";
+    for mode in netns_test_tests::MODES {
+        let report = netns_test_tests::run_fixtures_under(
+            &["prlimit", "--nofile=1024:"],
+            name,
+            &[after, "--ignored", "--exact", "--test-threads=1"],
+            &[("NETNS_TEST_MODE", mode)],
+        );
+        assert_eq!(report.status(name), "ok", "{mode}:\n{}", report.output);
+        assert_eq!(report.status(after), "ok", "{mode}:\n{}", report.output);
+    }
 }
 
 /// 500 netns tests, run by libtest in one binary, all pass.
