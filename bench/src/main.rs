@@ -22,7 +22,9 @@
 //!   by the most descriptors held at once;
 //! - a wire beside a plain veth pair (round trips, TCP goodput), and the
 //!   wire's delay, loss and rate as measured (`-- wire` runs these alone);
-//! - a router's setup with and without a NAT (`-- nat` runs these alone).
+//! - a router's setup with and without a NAT (`-- nat` runs these alone);
+//! - a network built by the builder, by the same netlink calls by hand,
+//!   and by `ip` commands, and 250 hosts on one switch (`-- network`).
 //!
 //! It prints every median and the ratios the targets of `docs/speed.md` are
 //! stated in. It asserts nothing: the machine is noisy, and the numbers are
@@ -44,12 +46,14 @@ struct Measured {
 }
 
 mod nat;
+mod network;
 mod wire;
 
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("wire") => return wire::rows(),
         Some("nat") => return nat::rows(),
+        Some("network") => return network::rows(),
         _ => {}
     }
     let speed = speed_binary();
@@ -187,6 +191,7 @@ fn main() {
     caught_panics_row(&speed);
     rootless_nextest_rows();
     wire::rows();
+    network::rows();
     nat::rows();
 }
 
