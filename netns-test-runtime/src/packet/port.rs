@@ -2,7 +2,9 @@
 //! which reads the frames that arrive on it and sends frames out of it,
 //! each with its `struct virtio_net_hdr` (`PACKET_VNET_HDR`), so that a
 //! segmentation offload's super-frame crosses whole, with the state of its
-//! checksum offload.
+//! checksum offload. Frames are read and sent a batch at a time
+//! ([`Frames`], `recvmmsg(2)` and `sendmmsg(2)`): one system call per batch,
+//! not per frame.
 //!
 //! The socket is made with protocol 0, which receives nothing, and only
 //! then bound with `ETH_P_ALL`: it never queues a frame of another
@@ -95,34 +97,88 @@ impl Port {
         Ok(Port { fd })
     }
 
-    /// Reads the next frame, its virtio header first, into `buffer`;
-    /// returns its whole length, which may exceed the buffer's, or `None`
-    /// when none is waiting.
+    /// Reads the frames waiting, as many as `frames` holds, each with its
+    /// virtio header first, in one `recvmmsg(2)`; returns how many were
+    /// read, 0 when none was waiting.
     ///
     /// # Errors
     ///
-    /// `recv(2)`'s errno, but for `EAGAIN` and `EINTR`: `ENETDOWN` once the
-    /// interface is gone.
-    pub(crate) fn receive(&self, buffer: &mut [u8]) -> Result<Option<usize>, Errno> {
+    /// `recvmmsg(2)`'s errno, but for `EAGAIN` and `EINTR`: `ENETDOWN` once
+    /// the interface is gone.
+    pub(crate) fn receive(&self, frames: &mut Frames) -> Result<usize, Errno> {
+        frames.lengths.clear();
+        let count = frames.slots();
+        frames.prepare(count, true);
         loop {
-            // SAFETY: recv(2) writes at most `buffer.len()` bytes into it.
-            let length = unsafe {
-                libc::recv(
+            // SAFETY: `frames.headers` holds `count` message headers, each
+            // naming one iovec over a distinct slot of `frames`' buffer,
+            // which recvmmsg(2) writes at most the iovec's length into, and
+            // no address or control buffer; it writes each header's
+            // `msg_len`, `msg_flags` and `msg_namelen`.
+            let read = unsafe {
+                libc::recvmmsg(
                     self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
+                    frames.headers.as_mut_ptr(),
+                    count as libc::c_uint,
                     libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                    std::ptr::null_mut(),
                 )
             };
-            match usize::try_from(length) {
-                Ok(length) => return Ok(Some(length)),
+            match usize::try_from(read) {
+                Ok(read) => {
+                    let slot = frames.slot;
+                    let lengths = frames.headers[..read]
+                        .iter()
+                        .map(|header| (header.msg_len as usize).min(slot));
+                    frames.lengths.extend(lengths);
+                    return Ok(read);
+                }
                 Err(_) => match Errno::last() {
-                    Errno::EAGAIN => return Ok(None),
+                    Errno::EAGAIN => return Ok(0),
                     Errno::EINTR => continue,
                     errno => return Err(errno),
                 },
             }
         }
+    }
+
+    /// Sends the frames `frames` holds, each with its virtio header first,
+    /// out of the port's interface, in as few `sendmmsg(2)` calls as it
+    /// takes; returns how many were sent. A frame the kernel refuses
+    /// (`ENOBUFS` when the peer's backlog is full, as on a congested link)
+    /// is lost, and the next ones are still sent.
+    pub(crate) fn send_all(&self, frames: &mut Frames) -> usize {
+        let count = frames.lengths.len();
+        frames.prepare(count, false);
+        let mut sent = 0;
+        let mut next = 0;
+        while next < count {
+            // SAFETY: `frames.headers[next..count]` are message headers,
+            // each naming one iovec over a frame in `frames`' buffer, which
+            // sendmmsg(2) only reads; it writes each header's `msg_len`.
+            let done = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    frames.headers[next..].as_mut_ptr(),
+                    (count - next) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match usize::try_from(done) {
+                Ok(done) => {
+                    sent += done;
+                    next += done.max(1);
+                }
+                Err(_) => match Errno::last() {
+                    Errno::EINTR => {}
+                    // The socket's send buffer is full: wait for room, as
+                    // a sender on a link waits, rather than lose the frame.
+                    Errno::EAGAIN if self.wait_for_room() => {}
+                    _ => next += 1,
+                },
+            }
+        }
+        sent
     }
 
     /// Sends `frame`, its virtio header first, out of the port's interface.
@@ -148,16 +204,17 @@ impl Port {
                     Errno::EINTR => continue,
                     // The socket's send buffer is full: wait for room, as
                     // a sender on a link waits, rather than lose the frame.
-                    Errno::EAGAIN => {
-                        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLOUT)];
-                        if poll(&mut fds, PollTimeout::from(100u8)) != Ok(1) {
-                            return Err(Errno::EAGAIN);
-                        }
-                    }
+                    Errno::EAGAIN if self.wait_for_room() => continue,
                     errno => return Err(errno),
                 },
             }
         }
+    }
+
+    /// Waits up to 100 ms for room in the send buffer; whether there is.
+    fn wait_for_room(&self) -> bool {
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLOUT)];
+        poll(&mut fds, PollTimeout::from(100u8)) == Ok(1)
     }
 
     /// Closes the port on the packet service's closers, so that the relay
@@ -170,5 +227,84 @@ impl Port {
 impl AsFd for Port {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// Frames read from a port or to send out of one, a batch at a time: each
+/// in a slot of its own of one buffer.
+pub(crate) struct Frames {
+    buffer: Vec<u8>,
+    /// A slot's size: the largest frame, virtio header included.
+    slot: usize,
+    /// The lengths of the frames held, one per slot from the first.
+    lengths: Vec<usize>,
+    /// The iovecs and message headers handed to the kernel, over `buffer`;
+    /// made anew for every call, so that they never point elsewhere.
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl Frames {
+    /// Room for `slots` frames of up to `slot` bytes each.
+    pub(crate) fn new(slots: usize, slot: usize) -> Frames {
+        Frames {
+            buffer: vec![0; slots * slot],
+            slot,
+            lengths: Vec::with_capacity(slots),
+            iovecs: Vec::with_capacity(slots),
+            headers: Vec::with_capacity(slots),
+        }
+    }
+
+    /// How many frames it has room for.
+    fn slots(&self) -> usize {
+        self.buffer.len() / self.slot
+    }
+
+    /// The frames held, in the order they were read.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.buffer
+            .chunks(self.slot)
+            .zip(&self.lengths)
+            .map(|(slot, &length)| &slot[..length])
+    }
+
+    /// Makes the message headers for the first `count` slots, each with one
+    /// iovec from the slot's start: over the `whole` slot, to read into it,
+    /// or over the frame it holds, to send it.
+    fn prepare(&mut self, count: usize, whole: bool) {
+        let (slot, start) = (self.slot, self.buffer.as_mut_ptr());
+        self.iovecs.clear();
+        self.iovecs.extend((0..count).map(|index| {
+            libc::iovec {
+                // Within the buffer, as `count` is at most `slots()`.
+                iov_base: start.wrapping_add(index * slot).cast(),
+                iov_len: match whole {
+                    true => slot,
+                    false => self
+                        .lengths
+                        .get(index)
+                        .map_or(0, |&length| length.min(slot)),
+                },
+            }
+        }));
+        self.headers.clear();
+        for iovec in &mut self.iovecs {
+            // SAFETY: a zeroed msghdr (no address, no control) is valid.
+            let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iovlen = 1;
+            self.headers.push(header);
+        }
+    }
+}
+
+impl std::fmt::Debug for Frames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frames")
+            .field("slots", &self.slots())
+            .field("slot", &self.slot)
+            .field("held", &self.lengths.len())
+            .finish()
     }
 }

@@ -330,9 +330,11 @@ impl Direction {
         self.in_flight.pop_front().map(|waiting| waiting.frame)
     }
 
-    /// Counts a frame sent on.
-    pub(super) fn passed(&self) {
-        Counters::add(&self.counters.passed);
+    /// Counts `count` frames sent on.
+    pub(super) fn passed(&self, count: usize) {
+        self.counters
+            .passed
+            .fetch_add(count as u64, Ordering::Relaxed);
     }
 
     /// Takes new conditions, for the next frame on; a change of rate starts

@@ -17,11 +17,11 @@ use super::decide::{Direction, Draws, VNET_HDR, fnv};
 use super::{Control, Shared};
 use crate::error::Error;
 use crate::netns::NetNs;
-use crate::packet::port::Port;
+use crate::packet::port::{Frames, Port};
 
-/// The most frames read from one port per wakeup: a flood one way delays
-/// the other way by one batch at most.
-const BATCH: usize = 64;
+/// The most frames read from one port at once: a flood one way delays the
+/// other way by one batch at most.
+const BATCH: usize = 16;
 /// The largest frame a port reads: a segmentation offload's super-frame
 /// (64 KiB of IP packet and its Ethernet header), after its virtio header.
 const FRAME_MAX: usize = VNET_HDR + 14 + 65_535 + 4;
@@ -112,6 +112,9 @@ pub(super) fn wake(wake: &OwnedFd) {
 }
 
 /// The relay's loop: until a port fails (its end's namespace ended).
+///
+/// While frames keep coming, it reads again at once; it waits in `ppoll`
+/// only once a pass over both ports found none.
 fn relay_frames(shared: &Shared, ports: [Port; 2]) {
     set_timer_slack();
     let wire = fnv(shared.name().as_bytes());
@@ -122,8 +125,9 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
         )
     });
     let mut taken = 0;
-    let mut buffer = vec![0u8; FRAME_MAX];
+    let mut frames = Frames::new(BATCH, FRAME_MAX);
     let mut at_once = Vec::new();
+    let mut busy = false;
     'relay: loop {
         if shared.ending.load(Ordering::Acquire) {
             break 'relay;
@@ -146,45 +150,26 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
             drop(control);
             shared.taken.notify_all();
         }
-        let next = directions.iter().filter_map(Direction::next_due).min();
-        let timeout = next
-            .map(|next| TimeSpec::from_duration(next.saturating_duration_since(Instant::now())));
-        let mut fds = [
-            PollFd::new(ports[0].as_fd(), PollFlags::POLLIN),
-            PollFd::new(ports[1].as_fd(), PollFlags::POLLIN),
-            PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
-        ];
-        match nix::poll::ppoll(&mut fds, timeout, None) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => break 'relay,
-        }
-        let failed = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
-        if fds[..2].iter().any(|fd| {
-            fd.revents()
-                .is_some_and(|revents| revents.intersects(failed))
-        }) {
+        if !busy && !wait(shared, &ports, &directions) {
             break 'relay;
         }
-        let mut drained = [0u8; 8];
-        let _ = nix::unistd::read(&shared.wake, &mut drained);
+        busy = false;
         for from in 0..2 {
             let (to, direction) = (1 - from, &mut directions[from]);
-            for _ in 0..BATCH {
-                let length = match ports[from].receive(&mut buffer) {
-                    Ok(Some(length)) => length.min(buffer.len()),
-                    Ok(None) => break,
-                    Err(_) => break 'relay,
-                };
-                if direction.straight() {
-                    if ports[to].send(&buffer[..length]).is_ok() {
-                        direction.passed();
-                    }
-                    continue;
-                }
-                direction.admit(buffer[..length].to_vec(), Instant::now(), &mut at_once);
+            match ports[from].receive(&mut frames) {
+                Ok(0) => continue,
+                Ok(_) => busy = true,
+                Err(_) => break 'relay,
+            }
+            if direction.straight() {
+                direction.passed(ports[to].send_all(&mut frames));
+                continue;
+            }
+            for frame in frames.iter() {
+                direction.admit(frame.to_vec(), Instant::now(), &mut at_once);
                 for frame in at_once.drain(..) {
                     if ports[to].send(&frame).is_ok() {
-                        direction.passed();
+                        direction.passed(1);
                     }
                 }
             }
@@ -193,7 +178,7 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
         for (from, direction) in directions.iter_mut().enumerate() {
             while let Some(frame) = direction.pop_due(now) {
                 if ports[1 - from].send(&frame).is_ok() {
-                    direction.passed();
+                    direction.passed(1);
                 }
             }
         }
@@ -208,6 +193,36 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
     for port in ports {
         port.close_later();
     }
+}
+
+/// Waits until a port has a frame, a frame in flight is due, or the relay
+/// is woken; `false` when a port has failed.
+fn wait(shared: &Shared, ports: &[Port; 2], directions: &[Direction; 2]) -> bool {
+    let next = directions.iter().filter_map(Direction::next_due).min();
+    let timeout =
+        next.map(|next| TimeSpec::from_duration(next.saturating_duration_since(Instant::now())));
+    let mut fds = [
+        PollFd::new(ports[0].as_fd(), PollFlags::POLLIN),
+        PollFd::new(ports[1].as_fd(), PollFlags::POLLIN),
+        PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
+    ];
+    match nix::poll::ppoll(&mut fds, timeout, None) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(_) => return false,
+    }
+    let failed = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+    let revents = fds.map(|fd| fd.revents().unwrap_or(PollFlags::empty()));
+    if revents[..2]
+        .iter()
+        .any(|revents| revents.intersects(failed))
+    {
+        return false;
+    }
+    if revents[2].contains(PollFlags::POLLIN) {
+        let mut drained = [0u8; 8];
+        let _ = nix::unistd::read(&shared.wake, &mut drained);
+    }
+    true
 }
 
 /// Asks for wakeups within a microsecond of their deadline, not the 50 µs
