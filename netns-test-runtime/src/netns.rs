@@ -522,21 +522,18 @@ impl NetNs {
     /// [`Error::Setns`] or [`Error::Names`].
     pub fn enter(&self) -> Result<EnterGuard<'_>, Error> {
         let previous = NetNs::current()?;
-        let moved = self.join_here().and_then(|()| match &self.names {
-            Some(names) => names.enter_for_a_while(),
-            None => Ok(None),
-        });
-        match moved {
-            Ok(before) => Ok(EnterGuard {
-                previous,
-                before,
-                _entered: PhantomData,
-            }),
-            Err(error) => {
-                restore(&previous);
-                Err(error)
-            }
-        }
+        self.join_here()?;
+        let before = match &self.names {
+            Some(names) => names
+                .enter_for_a_while()
+                .inspect_err(|_| restore(&previous))?,
+            None => None,
+        };
+        Ok(EnterGuard {
+            previous,
+            before,
+            _entered: PhantomData,
+        })
     }
 }
 
