@@ -294,6 +294,62 @@ fn a_change_takes_effect_for_the_next_packet(a: &NetNs) {
     assert_eq!(numbered(a, &b, 50, 4501).len(), 50);
 }
 
+/// Switching a direction between the kernel (perfect) and the relay (a
+/// delay) while datagrams cross loses none and doubles none.
+#[netns_test]
+fn switching_between_kernel_and_relay_loses_nothing(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    assert_eq!(numbered(a, &b, 1, 4510), [0], "neighbours first");
+    let mut received = std::thread::scope(|scope| {
+        let receiving = scope.spawn(|| numbered(a, &b, 2000, 4511));
+        for toggle in 0..40 {
+            let conditions = match toggle % 2 {
+                0 => Conditions::new().delay(Duration::from_micros(200)),
+                _ => Conditions::new(),
+            };
+            wire.set_conditions(conditions).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        receiving.join().unwrap()
+    });
+    received.sort_unstable();
+    assert_eq!(received, (0..2000).collect::<Vec<u32>>());
+}
+
+/// Datagrams sent right after a change from perfect to a delay and back,
+/// each time, arrive in the order sent: the kernel hands a direction to
+/// the relay before the change returns, and takes it back only once the
+/// relay holds nothing of it.
+#[netns_test]
+fn switching_between_kernel_and_relay_keeps_order(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    assert_eq!(numbered(a, &b, 1, 4512), [0], "neighbours first");
+    let receiver = udp(&b, "10.1.0.2:4513");
+    let sender = udp(a, "10.1.0.1:0");
+    let (mut received, mut buffer) = (Vec::new(), [0u8; 64]);
+    for round in 0..40u32 {
+        let conditions = match round % 2 {
+            0 => Conditions::new().delay(Duration::from_micros(200)),
+            _ => Conditions::new(),
+        };
+        wire.set_conditions(conditions).unwrap();
+        for number in round * 50..(round + 1) * 50 {
+            sender
+                .send_to(&number.to_be_bytes(), "10.1.0.2:4513")
+                .unwrap();
+        }
+        drain(
+            &receiver,
+            &mut buffer,
+            &mut received,
+            Duration::from_millis(20),
+        );
+    }
+    assert_eq!(received, (0..2000).collect::<Vec<u32>>());
+}
+
 #[netns_test]
 fn bad_values_are_refused_naming_the_field(a: &NetNs) {
     let b = NetNs::new().unwrap();
@@ -404,8 +460,100 @@ fn a_relay_ends_with_its_test() {
     );
 }
 
+/// The tests of a wire's behaviour, run again where the kernel has no fast
+/// path (the hook `no-fast-path`): the relay then reads its ports, and
+/// every behaviour holds the same.
+const BEHAVIOUR: &[&str] = &[
+    "a_perfect_wire_carries_udp_and_tcp_both_ways",
+    "delay_is_never_shorter_than_set_both_ways_or_one_way",
+    "duplicates_arrive_twice_and_jitter_keeps_order",
+    "partitions_cut_both_ways_or_one_and_heal",
+    "a_change_takes_effect_for_the_next_packet",
+    "the_capture_shows_a_dropped_datagram_on_one_end_only",
+];
+
+#[test]
+fn without_a_fast_path_the_relay_carries_everything() {
+    let mut args = vec!["--exact"];
+    args.extend(BEHAVIOUR);
+    let report = run_fixtures("", &args, &[("__NETNS_TEST_FAULT", "no-fast-path")]);
+    for name in BEHAVIOUR {
+        assert_eq!(report.status(name), "ok", "{name}: {}", report.output);
+    }
+}
+
+/// A perfect wire's frames cross in the kernel: its relay never wakes
+/// while 8 MiB of TCP cross; without the fast path, it does (thread mode,
+/// where the relay is a thread of this process).
+#[test]
+fn a_perfect_wire_leaves_its_relay_asleep() {
+    if !netns_test_tests::thread_mode_here() {
+        return;
+    }
+    let name = "fixture::counts_the_relays_wakeups";
+    let wakeups = |env: &[(&str, &str)]| -> u64 {
+        let report = run_fixtures(name, &["--ignored", "--exact", "--nocapture"], env);
+        assert_eq!(report.status(name), "ok", "{}", report.output);
+        report
+            .output
+            .lines()
+            .find_map(|line| line.strip_prefix("relay woke: "))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count printed:\n{}", report.output))
+    };
+    assert_eq!(wakeups(&[("NETNS_TEST_MODE", "thread")]), 0);
+    let relayed = wakeups(&[
+        ("NETNS_TEST_MODE", "thread"),
+        ("__NETNS_TEST_FAULT", "no-fast-path"),
+    ]);
+    assert!(relayed > 0, "the relay woke {relayed} times");
+}
+
 mod fixture {
     use super::*;
+
+    /// Prints how many times the wire's relay woke while 8 MiB of TCP
+    /// crossed a perfect wire.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn counts_the_relays_wakeups(a: &NetNs) {
+        use std::io::{Read, Write};
+        let b = NetNs::new().unwrap();
+        let _wire = wired(a, &b);
+        let listener = b
+            .run(|| std::net::TcpListener::bind("10.1.0.2:9002"))
+            .unwrap()
+            .unwrap();
+        let mut client = std::net::TcpStream::connect("10.1.0.2:9002").unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let before = wakeups();
+        let sent = vec![7u8; 8 << 20];
+        std::thread::scope(|scope| {
+            scope.spawn(|| client.write_all(&sent).unwrap());
+            let mut received = vec![0u8; sent.len()];
+            server.read_exact(&mut received).unwrap();
+        });
+        println!("relay woke: {}", wakeups() - before);
+    }
+
+    /// The voluntary context switches of this process's relay thread.
+    fn wakeups() -> u64 {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| task.ok())
+            .find(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.trim() == "netns-test-wire")
+            })
+            .and_then(|task| std::fs::read_to_string(task.path().join("status")).ok())
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("voluntary_ctxt_switches:")
+                        .and_then(|count| count.trim().parse().ok())
+                })
+            })
+            .expect("one relay thread")
+    }
 
     #[netns_test]
     #[ignore = "fixture"]

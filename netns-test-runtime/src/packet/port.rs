@@ -9,7 +9,9 @@
 //! The socket is made with protocol 0, which receives nothing, and only
 //! then bound with `ETH_P_ALL`: it never queues a frame of another
 //! interface. It ignores the frames it sends itself
-//! (`PACKET_IGNORE_OUTGOING`).
+//! (`PACKET_IGNORE_OUTGOING`). A port that only sends
+//! ([`Port::open_to_send`]) stays bound with protocol 0: it receives
+//! nothing, and the interface has no tap on its way for it.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -42,6 +44,21 @@ impl Port {
     /// `socket(2)`'s, `setsockopt(2)`'s or `bind(2)`'s errno: `EPERM`
     /// without `CAP_NET_RAW` over the namespace.
     pub(crate) fn open(ifindex: u32) -> Result<Port, Errno> {
+        Port::bound(ifindex, ETH_P_ALL)
+    }
+
+    /// Opens a port on interface `ifindex` that only sends: it receives
+    /// nothing, not even a copy of what crosses the interface.
+    ///
+    /// # Errors
+    ///
+    /// As [`Port::open`].
+    pub(crate) fn open_to_send(ifindex: u32) -> Result<Port, Errno> {
+        Port::bound(ifindex, 0)
+    }
+
+    /// Opens a port on interface `ifindex` bound with `protocol`.
+    fn bound(ifindex: u32, protocol: u16) -> Result<Port, Errno> {
         // SAFETY: socket(2) takes integers and returns a new descriptor or -1.
         let fd = unsafe {
             libc::socket(
@@ -81,7 +98,7 @@ impl Port {
         // SAFETY: a zeroed sockaddr_ll is valid; its fields are set below.
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as libc::c_ushort;
-        address.sll_protocol = ETH_P_ALL.to_be();
+        address.sll_protocol = protocol.to_be();
         address.sll_ifindex = ifindex as libc::c_int;
         // SAFETY: bind(2) reads `address`, whose size is passed.
         let bound = unsafe {

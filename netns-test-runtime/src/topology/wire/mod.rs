@@ -24,6 +24,7 @@
 
 mod conditions;
 mod decide;
+mod fast;
 mod offload;
 mod relay;
 
@@ -76,6 +77,10 @@ pub(crate) struct Shared {
     offloads_off: [AtomicBool; 2],
     /// Changes made, and taken by the relay.
     generation: AtomicU64,
+    /// The kernel's fast path, while the relay runs, where there is one.
+    fast: Mutex<Option<fast::Fast>>,
+    /// The frames the kernel forwarded from each end, as last read.
+    forwarded: [AtomicU64; 2],
 }
 
 /// What a wire is set to, each way: from `a`, from `b`.
@@ -226,16 +231,7 @@ impl Wire {
     ///
     /// [`Error::NotAnEnd`] when `end` names neither end.
     pub fn counters_from(&self, end: &str) -> Result<WireCounters, Error> {
-        let counters = &self.shared.counters[self.end(end)?];
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        Ok(WireCounters {
-            passed: read(&counters.passed),
-            lost: read(&counters.lost),
-            queue_full: read(&counters.queue_full),
-            partitioned: read(&counters.partitioned),
-            duplicated: read(&counters.duplicated),
-            reordered: read(&counters.reordered),
-        })
+        Ok(self.shared.counters(self.end(end)?))
     }
 
     /// The index of end `name`.
@@ -337,13 +333,70 @@ impl Shared {
     pub(crate) fn control(&self) -> Control {
         *self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// What has crossed from end `from` so far: what the relay counted,
+    /// and the frames the kernel forwarded.
+    pub(crate) fn counters(&self, from: usize) -> WireCounters {
+        self.read_forwarded();
+        let counters = &self.counters[from];
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        WireCounters {
+            passed: read(&counters.passed) + read(&self.forwarded[from]),
+            lost: read(&counters.lost),
+            queue_full: read(&counters.queue_full),
+            partitioned: read(&counters.partitioned),
+            duplicated: read(&counters.duplicated),
+            reordered: read(&counters.reordered),
+        }
+    }
+
+    /// Reads the frames the kernel has forwarded, while the relay runs;
+    /// after, or where the links are gone, they stay as last read.
+    fn read_forwarded(&self) {
+        let mut fast = self.fast.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(Ok(forwarded)) = fast.as_mut().map(fast::Fast::forwarded) {
+            for (counter, forwarded) in self.forwarded.iter().zip(forwarded) {
+                counter.store(forwarded, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the kernel has a fast path for this wire.
+    fn has_fast_path(&self) -> bool {
+        self.fast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Has the kernel forward direction `from`, or the relay.
+    fn switch(&self, from: usize, kernel: bool) -> Result<(), crate::error::NetlinkError> {
+        let mut fast = self.fast.lock().unwrap_or_else(PoisonError::into_inner);
+        match fast.as_mut() {
+            Some(fast) => fast.switch(from, kernel),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the kernel's counts a last time and closes the fast path's
+    /// socket, as the relay ends, so that the hidden namespace can go.
+    fn close_fast_path(&self) {
+        self.read_forwarded();
+        *self.fast.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
-/// What has crossed one direction of a wire ([`Wire::counters_from`]).
+/// What has crossed one direction of a wire ([`Wire::counters_from`]), in
+/// frames as they cross the link: a segmentation offload's super-frame
+/// (up to 64 KiB of TCP, while the direction draws nothing per packet)
+/// counts once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct WireCounters {
-    /// Frames sent on, duplicates included.
+    /// Frames sent on towards the other end, duplicates included: by the
+    /// relay, and by the kernel while the direction is perfect (read from
+    /// the hidden links' statistics: a frame the other end's veth then
+    /// drops, as when it is down, counts too).
     pub passed: u64,
     /// Frames lost to [`Conditions::loss`].
     pub lost: u64,
