@@ -70,6 +70,19 @@ fn drain(receiver: &UdpSocket, buffer: &mut [u8], into: &mut Vec<u32>, quiet: Du
     }
 }
 
+/// A TCP connection from the calling thread's namespace (`a` of
+/// [`wired`]) to `port` of `b`: the client's end, and the server's.
+fn connected(b: &NetNs, port: u16) -> (std::net::TcpStream, std::net::TcpStream) {
+    let address = format!("10.1.0.2:{port}");
+    let listener = b
+        .run(|| std::net::TcpListener::bind(&address))
+        .unwrap()
+        .unwrap();
+    let client = std::net::TcpStream::connect(&address).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
 /// A UDP round trip from `a` to an echo in `b`.
 fn round_trip(a: &NetNs, b: &NetNs) -> Duration {
     let echo = udp(b, "10.1.0.2:7");
@@ -249,12 +262,7 @@ fn partitions_cut_both_ways_or_one_and_heal(a: &NetNs) {
     use std::io::{Read, Write};
     let b = NetNs::new().unwrap();
     let wire = wired(a, &b);
-    let listener = b
-        .run(|| std::net::TcpListener::bind("10.1.0.2:9001"))
-        .unwrap()
-        .unwrap();
-    let mut client = std::net::TcpStream::connect("10.1.0.2:9001").unwrap();
-    let (mut server, _) = listener.accept().unwrap();
+    let (mut client, mut server) = connected(&b, 9001);
     wire.partition().unwrap();
     assert!(
         numbered(a, &b, 20, 4400).is_empty(),
@@ -348,6 +356,24 @@ fn switching_between_kernel_and_relay_keeps_order(a: &NetNs) {
         );
     }
     assert_eq!(received, (0..2000).collect::<Vec<u32>>());
+}
+
+/// Once an end's link is deleted (as when its namespace ends), the relay
+/// ends too, and a change says so, even one that switches nothing.
+#[netns_test]
+fn a_wire_whose_end_is_deleted_ends(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    a.delete_link("a0").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match wire.set_conditions(Conditions::new()) {
+            Err(Error::Relay { .. }) => break,
+            Ok(()) => assert!(Instant::now() < deadline, "the relay still runs"),
+            Err(other) => panic!("{other}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[netns_test]
@@ -470,6 +496,8 @@ const BEHAVIOUR: &[&str] = &[
     "partitions_cut_both_ways_or_one_and_heal",
     "a_change_takes_effect_for_the_next_packet",
     "the_capture_shows_a_dropped_datagram_on_one_end_only",
+    "switching_between_kernel_and_relay_keeps_order",
+    "a_wire_whose_end_is_deleted_ends",
 ];
 
 #[test]
@@ -520,12 +548,7 @@ mod fixture {
         use std::io::{Read, Write};
         let b = NetNs::new().unwrap();
         let _wire = wired(a, &b);
-        let listener = b
-            .run(|| std::net::TcpListener::bind("10.1.0.2:9002"))
-            .unwrap()
-            .unwrap();
-        let mut client = std::net::TcpStream::connect("10.1.0.2:9002").unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        let (mut client, mut server) = connected(&b, 9002);
         let before = wakeups();
         let sent = vec![7u8; 8 << 20];
         std::thread::scope(|scope| {

@@ -10,8 +10,8 @@
 //! then bound with `ETH_P_ALL`: it never queues a frame of another
 //! interface. It ignores the frames it sends itself
 //! (`PACKET_IGNORE_OUTGOING`). A port that only sends
-//! ([`Port::open_to_send`]) stays bound with protocol 0: it receives
-//! nothing, and the interface has no tap on its way for it.
+//! ([`Port::open_to_send`]) is bound with one protocol rather than all: it
+//! is no tap on the interface, which would see every frame.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -24,6 +24,9 @@ use super::service;
 /// `ETH_P_ALL` (`linux/if_ether.h`), in network byte order as `bind` and
 /// `socket` take it.
 const ETH_P_ALL: u16 = 0x0003;
+/// `ETH_P_802_EX1` (`linux/if_ether.h`): IEEE's ethertype for local
+/// experiments, which a port that only sends is bound with.
+const ETH_P_802_EX1: u16 = 0x88B5;
 /// `PACKET_IGNORE_OUTGOING` (`linux/if_packet.h`, Linux 4.20).
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// The receive buffer asked for: room for some 500 super-frames.
@@ -47,14 +50,17 @@ impl Port {
         Port::bound(ifindex, ETH_P_ALL)
     }
 
-    /// Opens a port on interface `ifindex` that only sends: it receives
-    /// nothing, not even a copy of what crosses the interface.
+    /// Opens a port on interface `ifindex` to send out of: it is no tap,
+    /// and receives only frames of ethertype `ETH_P_802_EX1` (none, where
+    /// a filter takes every frame the interface receives first). Bound
+    /// with a protocol rather than none, it fails (`POLLERR`, `ENETDOWN`)
+    /// when the interface goes.
     ///
     /// # Errors
     ///
     /// As [`Port::open`].
     pub(crate) fn open_to_send(ifindex: u32) -> Result<Port, Errno> {
-        Port::bound(ifindex, 0)
+        Port::bound(ifindex, ETH_P_802_EX1)
     }
 
     /// Opens a port on interface `ifindex` bound with `protocol`.

@@ -308,19 +308,34 @@ fn wait(
     let next = due.chain(back.into_iter().flatten()).min();
     let timeout =
         next.map(|next| TimeSpec::from_duration(next.saturating_duration_since(Instant::now())));
-    let mut fds = [
-        PollFd::new(ports.read[0].as_fd(), PollFlags::POLLIN),
-        PollFd::new(ports.read[1].as_fd(), PollFlags::POLLIN),
-        PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
-    ];
+    // The ports that only send are watched for their failure alone.
+    let mut fds: Vec<PollFd> = [&ports.read[0], &ports.read[1]]
+        .into_iter()
+        .map(|port| PollFd::new(port.as_fd(), PollFlags::POLLIN))
+        .chain(std::iter::once(PollFd::new(
+            shared.wake.as_fd(),
+            PollFlags::POLLIN,
+        )))
+        .chain(
+            ports
+                .send
+                .iter()
+                .flatten()
+                .map(|port| PollFd::new(port.as_fd(), PollFlags::empty())),
+        )
+        .collect();
     match nix::poll::ppoll(&mut fds, timeout, None) {
         Ok(_) | Err(Errno::EINTR) => {}
         Err(_) => return false,
     }
     let failed = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
-    let revents = fds.map(|fd| fd.revents().unwrap_or(PollFlags::empty()));
-    if revents[..2]
+    let revents: Vec<PollFlags> = fds
         .iter()
+        .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+        .collect();
+    let ports_failed = revents[..2].iter().chain(&revents[3..]);
+    if ports_failed
+        .into_iter()
         .any(|revents| revents.intersects(failed))
     {
         return false;
