@@ -36,6 +36,12 @@ const RECEIVE_BUFFER: libc::c_int = 32 << 20;
 #[derive(Debug)]
 pub(crate) struct Port {
     fd: OwnedFd,
+    /// Where a port that only sends addresses each frame: its interface,
+    /// with `ETH_P_ALL`, so that the kernel reads the frame's protocol
+    /// from its Ethernet header (the protocol it is bound with would be
+    /// taken for the frame's, and a segmentation offload's super-frame of
+    /// it dropped). `None` for a port that reads: it sends as bound.
+    to: Option<libc::sockaddr_ll>,
 }
 
 impl Port {
@@ -47,7 +53,7 @@ impl Port {
     /// `socket(2)`'s, `setsockopt(2)`'s or `bind(2)`'s errno: `EPERM`
     /// without `CAP_NET_RAW` over the namespace.
     pub(crate) fn open(ifindex: u32) -> Result<Port, Errno> {
-        Port::bound(ifindex, ETH_P_ALL)
+        Port::bound(ifindex, ETH_P_ALL, false)
     }
 
     /// Opens a port on interface `ifindex` to send out of: it is no tap,
@@ -60,11 +66,12 @@ impl Port {
     ///
     /// As [`Port::open`].
     pub(crate) fn open_to_send(ifindex: u32) -> Result<Port, Errno> {
-        Port::bound(ifindex, ETH_P_802_EX1)
+        Port::bound(ifindex, ETH_P_802_EX1, true)
     }
 
-    /// Opens a port on interface `ifindex` bound with `protocol`.
-    fn bound(ifindex: u32, protocol: u16) -> Result<Port, Errno> {
+    /// Opens a port on interface `ifindex` bound with `protocol`, which
+    /// addresses what it sends, or not.
+    fn bound(ifindex: u32, protocol: u16, addressed: bool) -> Result<Port, Errno> {
         // SAFETY: socket(2) takes integers and returns a new descriptor or -1.
         let fd = unsafe {
             libc::socket(
@@ -117,7 +124,11 @@ impl Port {
         if bound < 0 {
             return Err(Errno::last());
         }
-        Ok(Port { fd })
+        address.sll_protocol = ETH_P_ALL.to_be();
+        Ok(Port {
+            fd,
+            to: addressed.then_some(address),
+        })
     }
 
     /// Reads the frames waiting, as many as `frames` holds, each with its
@@ -173,12 +184,21 @@ impl Port {
     pub(crate) fn send_all(&self, frames: &mut Frames) -> usize {
         let count = frames.lengths.len();
         frames.prepare(count, false);
+        if let Some(to) = &self.to {
+            for header in &mut frames.headers {
+                header.msg_hdr.msg_name = (&raw const *to).cast_mut().cast();
+                header.msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            }
+        }
         let mut sent = 0;
         let mut next = 0;
         while next < count {
             // SAFETY: `frames.headers[next..count]` are message headers,
-            // each naming one iovec over a frame in `frames`' buffer, which
-            // sendmmsg(2) only reads; it writes each header's `msg_len`.
+            // each naming one iovec over a frame in `frames`' buffer, and
+            // no address or `self.to`, all of which sendmmsg(2) only
+            // reads, and which outlive the call; it writes each header's
+            // `msg_len`.
             let done = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
@@ -212,13 +232,23 @@ impl Port {
     /// frame is lost, as on a congested link).
     pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Errno> {
         loop {
-            // SAFETY: send(2) reads `frame.len()` bytes of `frame`.
+            let (to, to_len) = match &self.to {
+                Some(to) => (
+                    (&raw const *to).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                ),
+                None => (std::ptr::null(), 0),
+            };
+            // SAFETY: sendto(2) reads `frame.len()` bytes of `frame`, and
+            // `to_len` bytes of `to` where it is not null (`self.to`).
             let sent = unsafe {
-                libc::send(
+                libc::sendto(
                     self.fd.as_raw_fd(),
                     frame.as_ptr().cast(),
                     frame.len(),
                     libc::MSG_DONTWAIT,
+                    to,
+                    to_len,
                 )
             };
             match sent {
