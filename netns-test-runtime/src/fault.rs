@@ -33,6 +33,10 @@ pub(crate) enum Fault {
     /// `slow-capture`: the capture reads each packet 100 µs late, as on a
     /// loaded machine or a slow disk, so any steady sender outpaces it.
     SlowCapture,
+    /// `no-fast-path`: the kernel refuses a wire's `clsact` qdisc, as one
+    /// without it does, so that its relay reads its ports, as on such a
+    /// kernel. A hook more than a fault: it proves that path still works.
+    NoFastPath,
 }
 
 impl Fault {
@@ -44,6 +48,7 @@ impl Fault {
             Fault::AsyncRuntime => "async-runtime",
             Fault::AsyncRuntimeThreads => "async-runtime-threads",
             Fault::SlowCapture => "slow-capture",
+            Fault::NoFastPath => "no-fast-path",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Mutex, PoisonError};
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkBuffer,
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
 };
 use netlink_packet_route::RouteNetlinkMessage;
@@ -111,6 +111,7 @@ where
                 Request::Dump => NLM_F_DUMP,
                 Request::Ack => NLM_F_ACK,
                 Request::Create => NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                Request::Replace => NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
             };
         header.sequence_number = sequence;
         let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
@@ -208,6 +209,8 @@ pub(crate) enum Request {
     Ack,
     /// A new object, which must not exist yet.
     Create,
+    /// An object made, or put in place of the one of the same key.
+    Replace,
 }
 
 impl<M> AsFd for Netlink<M> {

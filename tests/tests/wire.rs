@@ -70,6 +70,19 @@ fn drain(receiver: &UdpSocket, buffer: &mut [u8], into: &mut Vec<u32>, quiet: Du
     }
 }
 
+/// A TCP connection from the calling thread's namespace (`a` of
+/// [`wired`]) to `port` of `b`: the client's end, and the server's.
+fn connected(b: &NetNs, port: u16) -> (std::net::TcpStream, std::net::TcpStream) {
+    let address = format!("10.1.0.2:{port}");
+    let listener = b
+        .run(|| std::net::TcpListener::bind(&address))
+        .unwrap()
+        .unwrap();
+    let client = std::net::TcpStream::connect(&address).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
 /// A UDP round trip from `a` to an echo in `b`.
 fn round_trip(a: &NetNs, b: &NetNs) -> Duration {
     let echo = udp(b, "10.1.0.2:7");
@@ -86,31 +99,62 @@ fn round_trip(a: &NetNs, b: &NetNs) -> Duration {
     start.elapsed()
 }
 
+/// Sends 8 MiB of TCP from the calling thread's namespace (`a` of
+/// [`wired`]) to `port` of `b`, and asserts that they arrive whole, within
+/// a minute.
+fn carries_tcp(b: &NetNs, port: u16) {
+    use std::io::{Read, Write};
+    let (mut client, mut server) = connected(b, port);
+    server
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let sent: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let received = std::thread::scope(|scope| {
+        // Fails once the reader below has given up.
+        scope.spawn(|| client.write_all(&sent));
+        let mut received = vec![0; sent.len()];
+        let mut at = 0;
+        while at < received.len() && Instant::now() < deadline {
+            match server.read(&mut received[at..]) {
+                Ok(0) => break,
+                Ok(read) => at += read,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => panic!("{error}"),
+            }
+        }
+        drop(server);
+        received.truncate(at);
+        received
+    });
+    assert!(
+        received == sent,
+        "8 MiB of TCP arrive whole within a minute: {} bytes did",
+        received.len()
+    );
+}
+
 #[netns_test]
 fn a_perfect_wire_carries_udp_and_tcp_both_ways(a: &NetNs) {
-    use std::io::{Read, Write};
     let b = NetNs::new().unwrap();
     let wire = wired(a, &b);
     assert!(round_trip(a, &b) < Duration::from_secs(1));
-    let listener = b
-        .run(|| std::net::TcpListener::bind("10.1.0.2:9000"))
-        .unwrap()
-        .unwrap();
-    let sent: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let sending = std::thread::scope(|scope| {
-        let sender = scope.spawn(|| {
-            let mut stream = std::net::TcpStream::connect("10.1.0.2:9000").expect("connect");
-            stream.write_all(&sent).unwrap();
-        });
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut received = Vec::new();
-        stream.read_to_end(&mut received).unwrap();
-        sender.join().unwrap();
-        received
-    });
-    assert!(sending == sent, "8 MiB of TCP arrive whole");
+    carries_tcp(&b, 9000);
     let links: Vec<String> = a.links().unwrap().into_iter().map(|l| l.name).collect();
     assert_eq!(links, ["lo", "a0"], "the relay's namespace is hidden");
+    let counters = wire.counters_from("a0").unwrap();
+    assert!(counters.passed > 0 && counters.lost == 0, "{counters}");
+}
+
+/// Through the relay, with segmentation offloads on (a delay draws
+/// nothing per packet), TCP's super-frames cross whole.
+#[netns_test]
+fn a_delayed_wire_carries_tcp(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    wire.set_conditions(Conditions::new().delay(Duration::from_millis(1)))
+        .unwrap();
+    carries_tcp(&b, 9003);
     let counters = wire.counters_from("a0").unwrap();
     assert!(counters.passed > 0 && counters.lost == 0, "{counters}");
 }
@@ -249,12 +293,7 @@ fn partitions_cut_both_ways_or_one_and_heal(a: &NetNs) {
     use std::io::{Read, Write};
     let b = NetNs::new().unwrap();
     let wire = wired(a, &b);
-    let listener = b
-        .run(|| std::net::TcpListener::bind("10.1.0.2:9001"))
-        .unwrap()
-        .unwrap();
-    let mut client = std::net::TcpStream::connect("10.1.0.2:9001").unwrap();
-    let (mut server, _) = listener.accept().unwrap();
+    let (mut client, mut server) = connected(&b, 9001);
     wire.partition().unwrap();
     assert!(
         numbered(a, &b, 20, 4400).is_empty(),
@@ -292,6 +331,80 @@ fn a_change_takes_effect_for_the_next_packet(a: &NetNs) {
     assert!(numbered(a, &b, 50, 4500).is_empty());
     wire.set_conditions(Conditions::new()).unwrap();
     assert_eq!(numbered(a, &b, 50, 4501).len(), 50);
+}
+
+/// Switching a direction between the kernel (perfect) and the relay (a
+/// delay) while datagrams cross loses none and doubles none.
+#[netns_test]
+fn switching_between_kernel_and_relay_loses_nothing(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    assert_eq!(numbered(a, &b, 1, 4510), [0], "neighbours first");
+    let mut received = std::thread::scope(|scope| {
+        let receiving = scope.spawn(|| numbered(a, &b, 2000, 4511));
+        for toggle in 0..40 {
+            let conditions = match toggle % 2 {
+                0 => Conditions::new().delay(Duration::from_micros(200)),
+                _ => Conditions::new(),
+            };
+            wire.set_conditions(conditions).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        receiving.join().unwrap()
+    });
+    received.sort_unstable();
+    assert_eq!(received, (0..2000).collect::<Vec<u32>>());
+}
+
+/// Datagrams sent right after a change from perfect to a delay and back,
+/// each time, arrive in the order sent: the kernel hands a direction to
+/// the relay before the change returns, and takes it back only once the
+/// relay holds nothing of it.
+#[netns_test]
+fn switching_between_kernel_and_relay_keeps_order(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    assert_eq!(numbered(a, &b, 1, 4512), [0], "neighbours first");
+    let receiver = udp(&b, "10.1.0.2:4513");
+    let sender = udp(a, "10.1.0.1:0");
+    let (mut received, mut buffer) = (Vec::new(), [0u8; 64]);
+    for round in 0..40u32 {
+        let conditions = match round % 2 {
+            0 => Conditions::new().delay(Duration::from_micros(200)),
+            _ => Conditions::new(),
+        };
+        wire.set_conditions(conditions).unwrap();
+        for number in round * 50..(round + 1) * 50 {
+            sender
+                .send_to(&number.to_be_bytes(), "10.1.0.2:4513")
+                .unwrap();
+        }
+        drain(
+            &receiver,
+            &mut buffer,
+            &mut received,
+            Duration::from_millis(20),
+        );
+    }
+    assert_eq!(received, (0..2000).collect::<Vec<u32>>());
+}
+
+/// Once an end's link is deleted (as when its namespace ends), the relay
+/// ends too, and a change says so, even one that switches nothing.
+#[netns_test]
+fn a_wire_whose_end_is_deleted_ends(a: &NetNs) {
+    let b = NetNs::new().unwrap();
+    let wire = wired(a, &b);
+    a.delete_link("a0").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match wire.set_conditions(Conditions::new()) {
+            Err(Error::Relay { .. }) => break,
+            Ok(()) => assert!(Instant::now() < deadline, "the relay still runs"),
+            Err(other) => panic!("{other}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[netns_test]
@@ -404,8 +517,110 @@ fn a_relay_ends_with_its_test() {
     );
 }
 
+/// The tests of a wire's behaviour, run again where the kernel has no fast
+/// path (the hook `no-fast-path`): the relay then reads its ports, and
+/// every behaviour holds the same.
+const BEHAVIOUR: &[&str] = &[
+    "a_perfect_wire_carries_udp_and_tcp_both_ways",
+    "a_delayed_wire_carries_tcp",
+    "delay_is_never_shorter_than_set_both_ways_or_one_way",
+    "duplicates_arrive_twice_and_jitter_keeps_order",
+    "partitions_cut_both_ways_or_one_and_heal",
+    "a_change_takes_effect_for_the_next_packet",
+    "the_capture_shows_a_dropped_datagram_on_one_end_only",
+    "switching_between_kernel_and_relay_keeps_order",
+    "a_wire_whose_end_is_deleted_ends",
+];
+
+#[test]
+fn without_a_fast_path_the_relay_carries_everything() {
+    let mut args = vec!["--exact"];
+    args.extend(BEHAVIOUR);
+    let report = run_fixtures("", &args, &[("__NETNS_TEST_FAULT", "no-fast-path")]);
+    for name in BEHAVIOUR {
+        assert_eq!(report.status(name), "ok", "{name}: {}", report.output);
+    }
+}
+
+/// A perfect wire's frames cross in the kernel: its relay never wakes
+/// while 8 MiB of TCP cross; without the fast path, it does (thread mode,
+/// where the relay is a thread of this process).
+#[test]
+fn a_perfect_wire_leaves_its_relay_asleep() {
+    if !netns_test_tests::thread_mode_here() {
+        return;
+    }
+    let name = "fixture::counts_the_relays_wakeups";
+    let wakeups = |env: &[(&str, &str)]| -> u64 {
+        let report = run_fixtures(name, &["--ignored", "--exact", "--nocapture"], env);
+        assert_eq!(report.status(name), "ok", "{}", report.output);
+        report
+            .output
+            .lines()
+            .find_map(|line| line.strip_prefix("relay woke: "))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count printed:\n{}", report.output))
+    };
+    assert_eq!(wakeups(&[("NETNS_TEST_MODE", "thread")]), 0);
+    let relayed = wakeups(&[
+        ("NETNS_TEST_MODE", "thread"),
+        ("__NETNS_TEST_FAULT", "no-fast-path"),
+    ]);
+    assert!(relayed > 0, "the relay woke {relayed} times");
+}
+
 mod fixture {
     use super::*;
+
+    /// Prints how many times the wire's relay woke while 8 MiB of TCP
+    /// crossed a perfect wire.
+    #[netns_test]
+    #[ignore = "fixture"]
+    fn counts_the_relays_wakeups(a: &NetNs) {
+        use std::io::{Read, Write};
+        let b = NetNs::new().unwrap();
+        let _wire = wired(a, &b);
+        let (mut client, mut server) = connected(&b, 9002);
+        // Once the relay sleeps: on a loaded machine it may not have run
+        // (nor named itself) yet, or not reached its first wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut before = wakeups();
+        let before = loop {
+            assert!(Instant::now() < deadline, "the relay never settled");
+            std::thread::sleep(Duration::from_millis(50));
+            match wakeups() {
+                Some(now) if Some(now) == before => break now,
+                now => before = now,
+            }
+        };
+        let sent = vec![7u8; 8 << 20];
+        std::thread::scope(|scope| {
+            scope.spawn(|| client.write_all(&sent).unwrap());
+            let mut received = vec![0u8; sent.len()];
+            server.read_exact(&mut received).unwrap();
+        });
+        let after = wakeups().expect("the relay still runs");
+        println!("relay woke: {}", after - before);
+    }
+
+    /// The voluntary context switches of this process's relay thread,
+    /// once it has named itself.
+    fn wakeups() -> Option<u64> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| task.ok())
+            .find(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.trim() == "netns-test-wire")
+            })
+            .and_then(|task| std::fs::read_to_string(task.path().join("status")).ok())
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("voluntary_ctxt_switches:")
+                        .and_then(|count| count.trim().parse().ok())
+                })
+            })
+    }
 
     #[netns_test]
     #[ignore = "fixture"]

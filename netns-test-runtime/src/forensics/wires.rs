@@ -2,7 +2,6 @@
 //! conditions, whether it is cut, and what crossed it.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::topology::WireShared;
 
@@ -11,23 +10,16 @@ pub(super) fn write(out: &mut String, wire: &WireShared) {
     let control = wire.control();
     let _ = writeln!(out, "  wire {} (seed {})", wire.name(), wire.seed);
     for from in 0..2 {
-        let counters = &wire.counters[from];
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let cut = match control.partitioned[from] {
             true => ", partitioned",
             false => "",
         };
         let _ = writeln!(
             out,
-            "    from {:<6} {}{cut}: passed {}, lost {}, queue full {}, partitioned {}, duplicated {}, reordered {}",
+            "    from {:<6} {}{cut}: {}",
             wire.ends[from],
             control.conditions[from],
-            read(&counters.passed),
-            read(&counters.lost),
-            read(&counters.queue_full),
-            read(&counters.partitioned),
-            read(&counters.duplicated),
-            read(&counters.reordered),
+            wire.counters(from),
         );
     }
 }

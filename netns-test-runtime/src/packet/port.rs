@@ -9,7 +9,9 @@
 //! The socket is made with protocol 0, which receives nothing, and only
 //! then bound with `ETH_P_ALL`: it never queues a frame of another
 //! interface. It ignores the frames it sends itself
-//! (`PACKET_IGNORE_OUTGOING`).
+//! (`PACKET_IGNORE_OUTGOING`). A port that only sends
+//! ([`Port::open_to_send`]) is bound with one protocol rather than all: it
+//! is no tap on the interface, which would see every frame.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -22,6 +24,9 @@ use super::service;
 /// `ETH_P_ALL` (`linux/if_ether.h`), in network byte order as `bind` and
 /// `socket` take it.
 const ETH_P_ALL: u16 = 0x0003;
+/// `ETH_P_802_EX1` (`linux/if_ether.h`): IEEE's ethertype for local
+/// experiments, which a port that only sends is bound with.
+const ETH_P_802_EX1: u16 = 0x88B5;
 /// `PACKET_IGNORE_OUTGOING` (`linux/if_packet.h`, Linux 4.20).
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// The receive buffer asked for: room for some 500 super-frames.
@@ -31,6 +36,12 @@ const RECEIVE_BUFFER: libc::c_int = 32 << 20;
 #[derive(Debug)]
 pub(crate) struct Port {
     fd: OwnedFd,
+    /// Where a port that only sends addresses each frame: its interface,
+    /// with `ETH_P_ALL`, so that the kernel reads the frame's protocol
+    /// from its Ethernet header (the protocol it is bound with would be
+    /// taken for the frame's, and a segmentation offload's super-frame of
+    /// it dropped). `None` for a port that reads: it sends as bound.
+    to: Option<libc::sockaddr_ll>,
 }
 
 impl Port {
@@ -42,6 +53,25 @@ impl Port {
     /// `socket(2)`'s, `setsockopt(2)`'s or `bind(2)`'s errno: `EPERM`
     /// without `CAP_NET_RAW` over the namespace.
     pub(crate) fn open(ifindex: u32) -> Result<Port, Errno> {
+        Port::bound(ifindex, ETH_P_ALL, false)
+    }
+
+    /// Opens a port on interface `ifindex` to send out of: it is no tap,
+    /// and receives only frames of ethertype `ETH_P_802_EX1` (none, where
+    /// a filter takes every frame the interface receives first). Bound
+    /// with a protocol rather than none, it fails (`POLLERR`, `ENETDOWN`)
+    /// when the interface goes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Port::open`].
+    pub(crate) fn open_to_send(ifindex: u32) -> Result<Port, Errno> {
+        Port::bound(ifindex, ETH_P_802_EX1, true)
+    }
+
+    /// Opens a port on interface `ifindex` bound with `protocol`, which
+    /// addresses what it sends, or not.
+    fn bound(ifindex: u32, protocol: u16, addressed: bool) -> Result<Port, Errno> {
         // SAFETY: socket(2) takes integers and returns a new descriptor or -1.
         let fd = unsafe {
             libc::socket(
@@ -81,7 +111,7 @@ impl Port {
         // SAFETY: a zeroed sockaddr_ll is valid; its fields are set below.
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         address.sll_family = libc::AF_PACKET as libc::c_ushort;
-        address.sll_protocol = ETH_P_ALL.to_be();
+        address.sll_protocol = protocol.to_be();
         address.sll_ifindex = ifindex as libc::c_int;
         // SAFETY: bind(2) reads `address`, whose size is passed.
         let bound = unsafe {
@@ -94,7 +124,11 @@ impl Port {
         if bound < 0 {
             return Err(Errno::last());
         }
-        Ok(Port { fd })
+        address.sll_protocol = ETH_P_ALL.to_be();
+        Ok(Port {
+            fd,
+            to: addressed.then_some(address),
+        })
     }
 
     /// Reads the frames waiting, as many as `frames` holds, each with its
@@ -150,12 +184,21 @@ impl Port {
     pub(crate) fn send_all(&self, frames: &mut Frames) -> usize {
         let count = frames.lengths.len();
         frames.prepare(count, false);
+        if let Some(to) = &self.to {
+            for header in &mut frames.headers {
+                header.msg_hdr.msg_name = (&raw const *to).cast_mut().cast();
+                header.msg_hdr.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            }
+        }
         let mut sent = 0;
         let mut next = 0;
         while next < count {
             // SAFETY: `frames.headers[next..count]` are message headers,
-            // each naming one iovec over a frame in `frames`' buffer, which
-            // sendmmsg(2) only reads; it writes each header's `msg_len`.
+            // each naming one iovec over a frame in `frames`' buffer, and
+            // no address or `self.to`, all of which sendmmsg(2) only
+            // reads, and which outlive the call; it writes each header's
+            // `msg_len`.
             let done = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
@@ -189,13 +232,23 @@ impl Port {
     /// frame is lost, as on a congested link).
     pub(crate) fn send(&self, frame: &[u8]) -> Result<(), Errno> {
         loop {
-            // SAFETY: send(2) reads `frame.len()` bytes of `frame`.
+            let (to, to_len) = match &self.to {
+                Some(to) => (
+                    (&raw const *to).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                ),
+                None => (std::ptr::null(), 0),
+            };
+            // SAFETY: sendto(2) reads `frame.len()` bytes of `frame`, and
+            // `to_len` bytes of `to` where it is not null (`self.to`).
             let sent = unsafe {
-                libc::send(
+                libc::sendto(
                     self.fd.as_raw_fd(),
                     frame.as_ptr().cast(),
                     frame.len(),
                     libc::MSG_DONTWAIT,
+                    to,
+                    to_len,
                 )
             };
             match sent {

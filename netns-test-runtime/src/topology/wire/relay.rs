@@ -6,7 +6,7 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -14,6 +14,7 @@ use nix::poll::{PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 
 use super::decide::{Direction, Draws, VNET_HDR, fnv};
+use super::fast::Fast;
 use super::{Control, Shared};
 use crate::error::Error;
 use crate::netns::NetNs;
@@ -27,6 +28,10 @@ const BATCH: usize = 16;
 const FRAME_MAX: usize = VNET_HDR + 14 + 65_535 + 4;
 /// The ports' names in the hidden namespace.
 const PORTS: [&str; 2] = ["a", "b"];
+/// How long a perfect direction must have sent the relay nothing before
+/// the kernel takes it back: a frame still on its way to the relay would
+/// be overtaken by the next, were the kernel to forward that one.
+const QUIET: Duration = Duration::from_millis(1);
 
 /// Makes the wire's hidden namespace, its two veth pairs and its ports, and
 /// starts the relay.
@@ -55,9 +60,8 @@ pub(super) fn start(
         hidden.set_link_up(port)?;
         *index = hidden.link(port)?.index;
     }
-    let opened = hidden.run(|| -> Result<[Port; 2], Errno> {
-        Ok([Port::open(indexes[0])?, Port::open(indexes[1])?])
-    })?;
+    let fast = Fast::open(&hidden, indexes)?;
+    let opened = hidden.run(|| Ports::open(indexes, fast.as_ref()))?;
     let ports = opened.map_err(|errno| Error::Relay {
         step: step.clone(),
         reason: match errno {
@@ -86,6 +90,8 @@ pub(super) fn start(
         wake,
         offloads_off: [AtomicBool::new(false), AtomicBool::new(false)],
         generation: AtomicU64::new(0),
+        fast: Mutex::new(fast),
+        forwarded: [AtomicU64::new(0), AtomicU64::new(0)],
     });
     let relay = Arc::clone(&shared);
     std::thread::Builder::new()
@@ -106,6 +112,53 @@ pub(super) fn start(
     Ok(shared)
 }
 
+/// Where the relay reads each direction's frames, and where it sends them.
+#[derive(Debug)]
+struct Ports {
+    /// Where the frames from `a`, and from `b`, are read: the taps `ra1`
+    /// and `rb1` where the kernel has a fast path, else the ports.
+    read: [Port; 2],
+    /// Ports `a` and `b` that only send, where the relay does not read
+    /// them; `None` where it does, and sends through `read`.
+    send: Option<[Port; 2]>,
+}
+
+impl Ports {
+    /// Opens the ports, in the hidden namespace: on the taps that `fast`
+    /// names, or on the ports (`indexes`) where there is no fast path.
+    fn open(indexes: [u32; 2], fast: Option<&Fast>) -> Result<Ports, Errno> {
+        Ok(match fast {
+            Some(fast) => Ports {
+                read: [Port::open(fast.reads[0])?, Port::open(fast.reads[1])?],
+                send: Some([
+                    Port::open_to_send(indexes[0])?,
+                    Port::open_to_send(indexes[1])?,
+                ]),
+            },
+            None => Ports {
+                read: [Port::open(indexes[0])?, Port::open(indexes[1])?],
+                send: None,
+            },
+        })
+    }
+
+    /// The port to send out of towards end `to`.
+    fn to(&self, to: usize) -> &Port {
+        match &self.send {
+            Some(send) => &send[to],
+            None => &self.read[to],
+        }
+    }
+
+    /// Closes them all, on the packet service's closers.
+    fn close_later(self) {
+        let send = self.send.into_iter().flatten();
+        for port in self.read.into_iter().chain(send) {
+            port.close_later();
+        }
+    }
+}
+
 /// Wakes the relay, to take a change.
 pub(super) fn wake(wake: &OwnedFd) {
     let _ = nix::unistd::write(wake, &1u64.to_ne_bytes());
@@ -114,8 +167,12 @@ pub(super) fn wake(wake: &OwnedFd) {
 /// The relay's loop: until a port fails (its end's namespace ended).
 ///
 /// While frames keep coming, it reads again at once; it waits in `ppoll`
-/// only once a pass over both ports found none.
-fn relay_frames(shared: &Shared, ports: [Port; 2]) {
+/// only once a pass over both ports found none. Where the kernel has a fast
+/// path, a direction goes through the relay only while it is not perfect:
+/// a change that makes it imperfect switches it to the relay before the
+/// change is taken; once it is perfect again and nothing of it is in
+/// flight, it switches back to the kernel.
+fn relay_frames(shared: &Shared, ports: Ports) {
     set_timer_slack();
     let wire = fnv(shared.name().as_bytes());
     let mut directions = [0, 1].map(|from| {
@@ -124,10 +181,16 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
             Arc::clone(&shared.counters[from]),
         )
     });
+    // Whether the kernel forwards each direction now: a wire starts
+    // perfect, so wherever there is a fast path.
+    let fast = shared.has_fast_path();
+    let mut kernel = [fast; 2];
     let mut taken = 0;
     let mut frames = Frames::new(BATCH, FRAME_MAX);
     let mut at_once = Vec::new();
     let mut busy = false;
+    // When the relay last read a frame from each end.
+    let mut last_read = [None; 2];
     'relay: loop {
         if shared.ending.load(Ordering::Acquire) {
             break 'relay;
@@ -145,30 +208,47 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
                 direction.set(conditions);
                 direction.partitioned = partitioned;
             }
+            // Before the change is taken: the next frame meets it.
+            let now = Instant::now();
+            for (from, direction) in directions.iter().enumerate() {
+                let wanted = to_kernel(kernel[from], direction, last_read[from], now);
+                if fast && wanted != kernel[from] {
+                    if shared.switch(from, wanted).is_err() {
+                        break 'relay;
+                    }
+                    kernel[from] = wanted;
+                }
+            }
             control.taken = generation;
             taken = generation;
             drop(control);
             shared.taken.notify_all();
         }
-        if !busy && !wait(shared, &ports, &directions) {
+        // When each direction the relay forwards goes back to the kernel.
+        let back = [0, 1].map(|from| {
+            let perfect = fast && !kernel[from] && directions[from].straight();
+            perfect.then(|| last_read[from].map_or_else(Instant::now, |at: Instant| at + QUIET))
+        });
+        if !busy && !wait(shared, &ports, &directions, back) {
             break 'relay;
         }
         busy = false;
-        for from in 0..2 {
-            let (to, direction) = (1 - from, &mut directions[from]);
-            match ports[from].receive(&mut frames) {
+        for (from, direction) in directions.iter_mut().enumerate() {
+            let to = ports.to(1 - from);
+            match ports.read[from].receive(&mut frames) {
                 Ok(0) => continue,
                 Ok(_) => busy = true,
                 Err(_) => break 'relay,
             }
+            last_read[from] = Some(Instant::now());
             if direction.straight() {
-                direction.passed(ports[to].send_all(&mut frames));
+                direction.passed(to.send_all(&mut frames));
                 continue;
             }
             for frame in frames.iter() {
                 direction.admit(frame.to_vec(), Instant::now(), &mut at_once);
                 for frame in at_once.drain(..) {
-                    if ports[to].send(&frame).is_ok() {
+                    if to.send(&frame).is_ok() {
                         direction.passed(1);
                     }
                 }
@@ -177,9 +257,15 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
         let now = Instant::now();
         for (from, direction) in directions.iter_mut().enumerate() {
             while let Some(frame) = direction.pop_due(now) {
-                if ports[1 - from].send(&frame).is_ok() {
+                if ports.to(1 - from).send(&frame).is_ok() {
                     direction.passed(1);
                 }
+            }
+            if fast && !kernel[from] && to_kernel(false, direction, last_read[from], now) {
+                if shared.switch(from, true).is_err() {
+                    break 'relay;
+                }
+                kernel[from] = true;
             }
         }
     }
@@ -190,30 +276,66 @@ fn relay_frames(shared: &Shared, ports: [Port; 2]) {
         .unwrap_or_else(PoisonError::into_inner);
     shared.taken.notify_all();
     drop(_lock);
-    for port in ports {
-        port.close_later();
-    }
+    shared.close_fast_path();
+    ports.close_later();
 }
 
-/// Waits until a port has a frame, a frame in flight is due, or the relay
-/// is woken; `false` when a port has failed.
-fn wait(shared: &Shared, ports: &[Port; 2], directions: &[Direction; 2]) -> bool {
-    let next = directions.iter().filter_map(Direction::next_due).min();
+/// Whether the kernel is to forward `direction` (forwarded by the kernel
+/// now, or not), whose last frame the relay read at `last_read`: while it
+/// is perfect, and, to take it back from the relay, once nothing of it is
+/// in flight and nothing came for [`QUIET`], so that nothing is overtaken.
+/// A flood that never pauses stays with the relay.
+fn to_kernel(
+    kernel: bool,
+    direction: &Direction,
+    last_read: Option<Instant>,
+    now: Instant,
+) -> bool {
+    let quiet = last_read.is_none_or(|at| now >= at + QUIET);
+    direction.straight() && (kernel || quiet)
+}
+
+/// Waits until a port has a frame, a frame in flight is due, a direction
+/// goes `back` to the kernel, or the relay is woken; `false` when a port
+/// has failed.
+fn wait(
+    shared: &Shared,
+    ports: &Ports,
+    directions: &[Direction; 2],
+    back: [Option<Instant>; 2],
+) -> bool {
+    let due = directions.iter().filter_map(Direction::next_due);
+    let next = due.chain(back.into_iter().flatten()).min();
     let timeout =
         next.map(|next| TimeSpec::from_duration(next.saturating_duration_since(Instant::now())));
-    let mut fds = [
-        PollFd::new(ports[0].as_fd(), PollFlags::POLLIN),
-        PollFd::new(ports[1].as_fd(), PollFlags::POLLIN),
-        PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
-    ];
+    // The ports that only send are watched for their failure alone.
+    let mut fds: Vec<PollFd> = [&ports.read[0], &ports.read[1]]
+        .into_iter()
+        .map(|port| PollFd::new(port.as_fd(), PollFlags::POLLIN))
+        .chain(std::iter::once(PollFd::new(
+            shared.wake.as_fd(),
+            PollFlags::POLLIN,
+        )))
+        .chain(
+            ports
+                .send
+                .iter()
+                .flatten()
+                .map(|port| PollFd::new(port.as_fd(), PollFlags::empty())),
+        )
+        .collect();
     match nix::poll::ppoll(&mut fds, timeout, None) {
         Ok(_) | Err(Errno::EINTR) => {}
         Err(_) => return false,
     }
     let failed = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
-    let revents = fds.map(|fd| fd.revents().unwrap_or(PollFlags::empty()));
-    if revents[..2]
+    let revents: Vec<PollFlags> = fds
         .iter()
+        .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+        .collect();
+    let ports_failed = revents[..2].iter().chain(&revents[3..]);
+    if ports_failed
+        .into_iter()
         .any(|revents| revents.intersects(failed))
     {
         return false;
