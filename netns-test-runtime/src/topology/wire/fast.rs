@@ -77,34 +77,38 @@ impl Fast {
             step: step.to_owned(),
             source,
         };
-        let mut indexes = [[0; 2]; 2];
-        for (index, [tap, read]) in indexes.iter_mut().zip(TAPS) {
-            hidden.add_veth(tap, hidden, read)?;
-            for (slot, name) in index.iter_mut().zip([tap, read]) {
-                let _ = hidden.set_sysctl(&format!("net.ipv6.conf.{name}.disable_ipv6"), "1");
-                let _ = hidden.set_mtu(name, 65_535);
-                hidden.set_link_up(name)?;
-                *slot = hidden.link(name)?.index;
-            }
-        }
         let rtnl = hidden.run(Rtnl::open)?.map_err(failed)?;
         let mut fast = Fast {
             rtnl,
             ports,
-            taps: indexes.map(|[tap, _]| tap),
-            reads: indexes.map(|[_, read]| read),
+            taps: [0; 2],
+            reads: [0; 2],
         };
+        // The filters first, forwarding both ways: where the kernel lacks
+        // a feature, nothing else has been made, and the qdiscs go at once.
         match fast.filters() {
-            Ok(()) => Ok(Some(fast)),
+            Ok(()) => {}
             Err(NetlinkError::Kernel(Errno::EOPNOTSUPP | Errno::ENOENT | Errno::EINVAL)) => {
-                fast.close(hidden);
-                Ok(None)
+                fast.close();
+                return Ok(None);
             }
             Err(source) => {
-                fast.close(hidden);
-                Err(failed(source))
+                fast.close();
+                return Err(failed(source));
             }
         }
+        // The taps, for when a direction goes through the relay. The
+        // hidden namespace's new links have IPv6 off already.
+        for (from, [tap, read]) in TAPS.into_iter().enumerate() {
+            hidden.add_veth(tap, hidden, read)?;
+            for name in [tap, read] {
+                let _ = hidden.set_mtu(name, 65_535);
+                hidden.set_link_up(name)?;
+            }
+            fast.taps[from] = hidden.link(tap)?.index;
+            fast.reads[from] = hidden.link(read)?.index;
+        }
+        Ok(Some(fast))
     }
 
     /// Adds each port's `clsact` qdisc and its filter to the other port.
@@ -127,15 +131,13 @@ impl Fast {
         Ok(())
     }
 
-    /// Removes what [`Fast::open`] made, where the fast path is not to be.
-    fn close(self, hidden: &NetNs) {
+    /// Removes the qdiscs, and so the filters, where the fast path is not
+    /// to be.
+    fn close(self) {
         let mut rtnl = self.rtnl;
         for port in self.ports {
             let qdisc = clsact(port);
             let _ = rtnl.request(RouteNetlinkMessage::DelQueueDiscipline(qdisc), Request::Ack);
-        }
-        for [tap, _] in TAPS {
-            let _ = hidden.delete_link(tap);
         }
     }
 
