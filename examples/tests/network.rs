@@ -15,15 +15,19 @@ use netns_test_runtime::{Conditions, Nat, Network, NetworkBuilder, netns_test};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-#[netns_test]
-fn a_client_finds_a_server_by_name_over_ipv4_and_ipv6() -> Result<()> {
-    let net = Network::builder()
-        .router("router")
+/// A server and a client, each linked to a router, `gw`; used by the
+/// tests below that name it in `#[netns_test(network = ...)]`.
+fn client_and_server() -> NetworkBuilder {
+    Network::builder()
+        .router("gw")
         .host("server")
-        .link("router")
+        .link("gw")
         .host("client")
-        .link("router")
-        .build()?;
+        .link("gw")
+}
+
+#[netns_test(network = client_and_server)]
+fn a_client_finds_a_server_by_name_over_ipv4_and_ipv6(net: &Network) -> Result<()> {
     let (server, client) = (net.host("server")?, net.host("client")?);
     let listener = server.run(|| TcpListener::bind("[::]:8080"))??; // both families
     // On every host of the network, `server` has an A and an AAAA record.
@@ -166,17 +170,10 @@ fn a_cluster_node_is_partitioned_then_healed() -> Result<()> {
     Ok(())
 }
 
-#[netns_test]
-async fn async_code_on_one_host_serves_another() -> std::io::Result<()> {
+#[netns_test(network = client_and_server)]
+async fn async_code_on_one_host_serves_another(net: &Network) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let net = Network::builder()
-        .router("gw")
-        .host("server")
-        .link("gw")
-        .host("client")
-        .link("gw")
-        .build()?;
     let (server, client) = (net.host("server")?, net.host("client")?);
     // A tokio listener made in `server`, served on `server`'s own runtime.
     let listener = server.bind_tcp("[::]:8080").await?;
@@ -194,15 +191,8 @@ async fn async_code_on_one_host_serves_another() -> std::io::Result<()> {
     Ok(())
 }
 
-#[netns_test]
-fn a_real_program_runs_on_a_host() -> Result<()> {
-    let net = Network::builder()
-        .router("gw")
-        .host("server")
-        .link("gw")
-        .host("client")
-        .link("gw")
-        .build()?;
+#[netns_test(network = client_and_server)]
+fn a_real_program_runs_on_a_host(net: &Network) -> Result<()> {
     // Started inside `client`, with its names; it ends with the test at the
     // latest, and if the test fails, the report shows its last lines.
     let output = net

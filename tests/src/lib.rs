@@ -256,3 +256,18 @@ pub fn pids_in(path: &std::path::Path) -> Vec<u32> {
         .filter_map(|line| line.trim().parse().ok())
         .collect()
 }
+
+/// Runs fixture `name`, then fixture `then`, in one process, by `--exact`
+/// names, under `NETNS_TEST_MODE=mode`, with `NETNS_TEST_PIDS` naming
+/// `pids`, where the first writes the pids of what it starts and the second
+/// checks that they ended.
+pub fn run_then(name: &str, then: &str, mode: &str, pids: &std::path::Path) -> Report {
+    run_fixtures(
+        name,
+        &[then, "--ignored", "--exact", "--test-threads=1"],
+        &[
+            ("NETNS_TEST_MODE", mode),
+            ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
+        ],
+    )
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use netns_test_runtime::{Network, netns_test};
-use netns_test_tests::{MODES, ends, pid_file, pids_in, run_fixtures};
+use netns_test_tests::{MODES, ends, pid_file, pids_in, run_fixtures, run_then};
 
 mod fixture {
     use netns_test_runtime::{Network, netns_test};
@@ -267,19 +267,7 @@ fn a_command_ends_with_its_test_and_its_last_lines_are_reported() {
         ] {
             let pids = pid_file(fixture);
             let name = format!("fixture::{fixture}");
-            let report = run_fixtures(
-                &name,
-                &[
-                    "fixture::then_the_command_has_ended",
-                    "--ignored",
-                    "--exact",
-                    "--test-threads=1",
-                ],
-                &[
-                    ("NETNS_TEST_MODE", mode),
-                    ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
-                ],
-            );
+            let report = run_then(&name, "fixture::then_the_command_has_ended", mode, &pids);
             assert_eq!(report.status(&name), expected, "{mode}:\n{}", report.output);
             let checked = report.status("fixture::then_the_command_has_ended");
             assert_eq!(checked, "ok", "{mode} {fixture}:\n{}", report.output);

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netns_test_tests::{
-    MODES, alone_in_thread_mode, ends, pid_file, pids_in, run_fixtures, thread_mode_here,
+    MODES, alone_in_thread_mode, ends, pid_file, pids_in, run_fixtures, run_then, thread_mode_here,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -638,19 +638,7 @@ fn nothing_the_body_started_outlives_the_test() {
         for (fixture, expected) in cases {
             let pids = pid_file(fixture);
             let name = format!("fixture::{fixture}");
-            let report = run_fixtures(
-                &name,
-                &[
-                    "fixture::then_nothing_is_left",
-                    "--ignored",
-                    "--exact",
-                    "--test-threads=1",
-                ],
-                &[
-                    ("NETNS_TEST_MODE", mode),
-                    ("NETNS_TEST_PIDS", pids.to_str().expect("a UTF-8 path")),
-                ],
-            );
+            let report = run_then(&name, "fixture::then_nothing_is_left", mode, &pids);
             assert_eq!(report.status(&name), expected, "{mode}:\n{}", report.output);
             let checked = report.status("fixture::then_nothing_is_left");
             assert_eq!(checked, "ok", "{mode} {fixture}:\n{}", report.output);
