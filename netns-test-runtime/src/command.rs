@@ -256,10 +256,9 @@ impl NetNs {
             }
             Ok(())
         };
-        // SAFETY: `enter` runs in the child between fork and exec, and
-        // makes system calls only (setns, getcwd, chdir, fstat, dup2),
-        // allocating nothing; it owns the descriptors it names, so they
-        // are open in the child.
+        // SAFETY: between fork and exec, `enter` makes system calls only
+        // (setns, getcwd, chdir, fstat, dup2) and allocates nothing; it owns
+        // the descriptors it names, so they are open in the child.
         unsafe { command.pre_exec(enter) };
         Ok(command)
     }

@@ -144,11 +144,11 @@ impl Port {
         let count = frames.slots();
         frames.prepare(count, true);
         loop {
-            // SAFETY: `frames.headers` holds `count` message headers, each
-            // naming one iovec over a distinct slot of `frames`' buffer,
-            // which recvmmsg(2) writes at most the iovec's length into, and
-            // no address or control buffer; it writes each header's
-            // `msg_len`, `msg_flags` and `msg_namelen`.
+            // `frames.headers` holds `count` message headers, each naming one
+            // iovec over a distinct slot of `frames`' buffer, and no address
+            // or control buffer. SAFETY: recvmmsg(2) writes at most each
+            // iovec's length into its slot, and each header's `msg_len`,
+            // `msg_flags` and `msg_namelen`.
             let read = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
@@ -194,11 +194,10 @@ impl Port {
         let mut sent = 0;
         let mut next = 0;
         while next < count {
-            // SAFETY: `frames.headers[next..count]` are message headers,
-            // each naming one iovec over a frame in `frames`' buffer, and
-            // no address or `self.to`, all of which sendmmsg(2) only
-            // reads, and which outlive the call; it writes each header's
-            // `msg_len`.
+            // `frames.headers[next..count]` are message headers, each naming
+            // one iovec over a frame in `frames`' buffer, and no address or
+            // `self.to`, all of which outlive the call. SAFETY: sendmmsg(2)
+            // only reads them, and writes each header's `msg_len`.
             let done = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
