@@ -271,3 +271,13 @@ pub fn run_then(name: &str, then: &str, mode: &str, pids: &std::path::Path) -> R
         ],
     )
 }
+
+/// In a fixture that runs right after one that started processes and wrote
+/// their pids to `$NETNS_TEST_PIDS`: asserts that each has ended.
+pub fn assert_the_started_processes_ended() {
+    let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
+    let pids = std::fs::read_to_string(file).expect("the pids");
+    for pid in pids.lines().map(|pid| pid.parse().expect("a pid")) {
+        assert!(ends(pid), "process {pid} outlived its test");
+    }
+}

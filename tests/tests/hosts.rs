@@ -72,14 +72,7 @@ mod fixture {
     #[test]
     #[ignore = "fixture"]
     fn then_the_command_has_ended() {
-        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
-        let pids = std::fs::read_to_string(file).expect("the pids");
-        for pid in pids.lines().map(|pid| pid.parse().expect("a pid")) {
-            assert!(
-                netns_test_tests::ends(pid),
-                "process {pid} outlived its test"
-            );
-        }
+        netns_test_tests::assert_the_started_processes_ended();
     }
 }
 

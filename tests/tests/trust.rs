@@ -157,14 +157,7 @@ mod fixture {
     #[test]
     #[ignore = "fixture"]
     fn then_nothing_is_left() {
-        let file = std::env::var("NETNS_TEST_PIDS").expect("run by a test that reads the pids");
-        let pids = std::fs::read_to_string(file).expect("the pids");
-        for pid in pids.lines().map(|pid| pid.parse().expect("a pid")) {
-            assert!(
-                netns_test_tests::ends(pid),
-                "process {pid} outlived its test"
-            );
-        }
+        netns_test_tests::assert_the_started_processes_ended();
     }
 
     #[netns_test]
